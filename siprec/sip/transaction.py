@@ -1,0 +1,376 @@
+"""RFC 3261 §17 transactions (with the RFC 6026 "Accepted" state).
+
+Each transaction is a small state machine driven by messages and by
+timers on an injected ``IReactorTime``; it sends bytes through the
+:class:`Peer` it was created with and never touches a socket itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Callable, Dict, Hashable, Optional, Protocol, Tuple
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from siprec.sip.headers import HeaderError
+from siprec.sip.message import Request, Response
+
+log = Logger()
+
+__all__ = [
+    "Timers",
+    "Peer",
+    "TransactionUser",
+    "TransactionLayer",
+    "InviteServerTransaction",
+    "NonInviteServerTransaction",
+    "ClientTransaction",
+    "TransactionTimeout",
+    "State",
+    "server_key",
+]
+
+
+@dataclass(frozen=True)
+class Timers:
+    """RFC 3261 timer bases (seconds)."""
+
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+
+    @property
+    def timeout(self) -> float:  # Timers B, F, H, J, L
+        return 64 * self.t1
+
+
+class Peer(Protocol):
+    """Where a message came from and how to answer it (built by the transport)."""
+
+    transport: str  # "UDP", "TCP", "TLS"
+    reliable: bool
+    remote: Tuple[str, int]
+    local: Tuple[str, int]
+
+    def send(self, data: bytes) -> None: ...
+
+
+class TransactionUser(Protocol):
+    def handle_request(self, tx: "ServerTransaction") -> None: ...
+    def handle_ack(self, request: Request, peer: Peer) -> None: ...
+    def handle_cancel(self, cancel: "NonInviteServerTransaction",
+                      invite: "Optional[InviteServerTransaction]") -> None: ...
+    def ack_timeout(self, tx: "InviteServerTransaction") -> None: ...
+
+
+class State(enum.Enum):
+    TRYING = "trying"
+    PROCEEDING = "proceeding"
+    ACCEPTED = "accepted"
+    COMPLETED = "completed"
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
+
+
+class TransactionTimeout(Exception):
+    """No final response arrived before Timer F."""
+
+
+def server_key(request: Request) -> Hashable:
+    """RFC 3261 §17.2.3 matching key. ACK and CANCEL map onto their INVITE."""
+    via = request.top_via
+    method = request.method
+    if method == "ACK":
+        method = "INVITE"
+    if via.rfc3261_branch:
+        return ("3261", via.branch, via.sent_by, method)
+    # RFC 2543 peers: no magic cookie, match on dialog identifiers.
+    from_tag = request.from_.tag
+    return ("2543", request.call_id, from_tag, request.cseq.number, via.sent_by, method)
+
+
+class _Base:
+    def __init__(self, layer: "TransactionLayer", key: Hashable, request: Request, peer: Peer):
+        self.layer = layer
+        self.key = key
+        self.request = request
+        self.peer = peer
+        self.state = State.TRYING
+        self.last_response: Optional[Response] = None
+        self._timers: Dict[str, IDelayedCall] = {}
+        self.created_at = layer.clock.seconds()
+
+    @property
+    def timers(self) -> Timers:
+        return self.layer.timers
+
+    def _start(self, name: str, delay: float, fn: Callable[[], None]) -> None:
+        self._cancel(name)
+        self._timers[name] = self.layer.clock.callLater(delay, self._fire, name, fn)
+
+    def _fire(self, name: str, fn: Callable[[], None]) -> None:
+        self._timers.pop(name, None)
+        fn()
+
+    def _cancel(self, name: str) -> None:
+        call = self._timers.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _send(self, response: Response) -> None:
+        try:
+            self.peer.send(response.to_bytes())
+        except Exception:
+            log.failure("Could not send {status} for {method}", status=response.status,
+                        method=self.request.method)
+
+    def terminate(self) -> None:
+        if self.state is State.TERMINATED:
+            return
+        self.state = State.TERMINATED
+        for name in list(self._timers):
+            self._cancel(name)
+        self.layer._forget(self)
+
+
+class ServerTransaction(_Base):
+    @property
+    def final_sent(self) -> bool:
+        return self.last_response is not None and self.last_response.status >= 200
+
+    def respond(self, response: Response) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class InviteServerTransaction(ServerTransaction):
+    """RFC 3261 §17.2.1 as updated by RFC 6026 §7.1."""
+
+    def __init__(self, layer, key, request, peer):
+        super().__init__(layer, key, request, peer)
+        self.state = State.PROCEEDING
+        self.acked = False
+
+    def respond(self, response: Response) -> None:
+        if self.state not in (State.PROCEEDING, State.ACCEPTED):
+            log.warn("Dropping {status} for INVITE: transaction is {state}",
+                     status=response.status, state=self.state.value)
+            return
+        if self.state is State.ACCEPTED and response.status < 300:
+            return  # the 2xx is being retransmitted already
+        self.last_response = response
+        self._send(response)
+        if response.status < 200:
+            return
+        if response.status < 300:
+            self.state = State.ACCEPTED
+            self._retransmit_interval = self.timers.t1
+            self._start("2xx", self._retransmit_interval, self._retransmit_2xx)
+            self._start("L", self.timers.timeout, self._timer_l)
+        else:
+            self.state = State.COMPLETED
+            if not self.peer.reliable:
+                self._retransmit_interval = self.timers.t1
+                self._start("G", self._retransmit_interval, self._timer_g)
+            self._start("H", self.timers.timeout, self._timer_h)
+
+    def retransmission(self, request: Request) -> None:
+        if self.state in (State.PROCEEDING, State.ACCEPTED, State.COMPLETED):
+            if self.last_response is not None:
+                self._send(self.last_response)
+
+    def receive_ack(self, request: Request) -> bool:
+        """An ACK matching this transaction; True when it was absorbed here."""
+        if self.state is State.COMPLETED:
+            self.state = State.CONFIRMED
+            self._cancel("G")
+            self._cancel("H")
+            self._start("I", 0 if self.peer.reliable else self.timers.t4, self.terminate)
+            return True
+        if self.state is State.CONFIRMED:
+            return True
+        return False
+
+    def ack_for_2xx(self) -> None:
+        """The dialog received the ACK for our 2xx: stop retransmitting it."""
+        self.acked = True
+        self._cancel("2xx")
+
+    def _retransmit_2xx(self) -> None:
+        if self.state is not State.ACCEPTED or self.acked:
+            return
+        self._send(self.last_response)
+        self._retransmit_interval = min(self._retransmit_interval * 2, self.timers.t2)
+        self._start("2xx", self._retransmit_interval, self._retransmit_2xx)
+
+    def _timer_g(self) -> None:
+        if self.state is not State.COMPLETED:
+            return
+        self._send(self.last_response)
+        self._retransmit_interval = min(self._retransmit_interval * 2, self.timers.t2)
+        self._start("G", self._retransmit_interval, self._timer_g)
+
+    def _timer_h(self) -> None:
+        log.info("No ACK for {status} to INVITE {call_id} (Timer H)",
+                 status=self.last_response.status, call_id=self.request.headers.get("Call-ID"))
+        self.terminate()
+
+    def _timer_l(self) -> None:
+        if not self.acked:
+            self.layer.tu.ack_timeout(self)
+        self.terminate()
+
+
+class NonInviteServerTransaction(ServerTransaction):
+    """RFC 3261 §17.2.2."""
+
+    def respond(self, response: Response) -> None:
+        if self.state in (State.COMPLETED, State.TERMINATED):
+            log.warn("Dropping {status} for {method}: transaction already answered",
+                     status=response.status, method=self.request.method)
+            return
+        self.last_response = response
+        self._send(response)
+        if response.status < 200:
+            self.state = State.PROCEEDING
+            return
+        self.state = State.COMPLETED
+        self._start("J", 0 if self.peer.reliable else self.timers.timeout, self.terminate)
+
+    def retransmission(self, request: Request) -> None:
+        if self.last_response is not None:
+            self._send(self.last_response)
+
+
+class ClientTransaction(_Base):
+    """RFC 3261 §17.1.2 non-INVITE client transaction (BYE, OPTIONS)."""
+
+    def __init__(self, layer, key, request, peer):
+        super().__init__(layer, key, request, peer)
+        self.deferred: Deferred = Deferred()
+        self._interval = self.timers.t1
+
+    def start(self) -> None:
+        self._transmit()
+        if not self.peer.reliable:
+            self._start("E", self._interval, self._timer_e)
+        self._start("F", self.timers.timeout, self._timer_f)
+
+    def _transmit(self) -> None:
+        try:
+            self.peer.send(self.request.to_bytes())
+        except Exception as e:
+            log.warn("Could not send {method}: {error}", method=self.request.method, error=e)
+
+    def _timer_e(self) -> None:
+        if self.state not in (State.TRYING, State.PROCEEDING):
+            return
+        self._transmit()
+        if self.state is State.PROCEEDING:
+            self._interval = self.timers.t2
+        else:
+            self._interval = min(self._interval * 2, self.timers.t2)
+        self._start("E", self._interval, self._timer_e)
+
+    def _timer_f(self) -> None:
+        if self.state in (State.TRYING, State.PROCEEDING):
+            self.terminate()
+            self.deferred.errback(TransactionTimeout(
+                f"No final response to {self.request.method} within {self.timers.timeout:g}s"))
+
+    def receive_response(self, response: Response) -> None:
+        if self.state not in (State.TRYING, State.PROCEEDING):
+            return
+        if response.status < 200:
+            self.state = State.PROCEEDING
+            return
+        self.state = State.COMPLETED
+        self._cancel("E")
+        self._cancel("F")
+        self._start("K", 0 if self.peer.reliable else self.timers.t4, self.terminate)
+        self.deferred.callback(response)
+
+
+class TransactionLayer:
+    """Matches messages to transactions and hands new requests to the TU."""
+
+    def __init__(self, clock: IReactorTime, tu: TransactionUser, timers: Timers = Timers()):
+        self.clock = clock
+        self.tu = tu
+        self.timers = timers
+        self.server: Dict[Hashable, ServerTransaction] = {}
+        self.client: Dict[Hashable, ClientTransaction] = {}
+
+    def receive_request(self, request: Request, peer: Peer) -> None:
+        try:
+            key = server_key(request)
+        except HeaderError as e:  # parse_message checked these; be safe anyway
+            log.warn("Dropping request without matchable headers: {error}", error=e)
+            return
+        if request.method == "ACK":
+            tx = self.server.get(key)
+            if isinstance(tx, InviteServerTransaction) and tx.receive_ack(request):
+                return
+            self.tu.handle_ack(request, peer)
+            return
+        if request.method == "CANCEL":
+            existing = self.server.get(key)
+            if existing is not None:
+                existing.retransmission(request)
+                return
+            cancel = NonInviteServerTransaction(self, key, request, peer)
+            self.server[cancel.key] = cancel
+            invite = self.server.get(key[:-1] + ("INVITE",))
+            if not isinstance(invite, InviteServerTransaction):
+                invite = None
+            self.tu.handle_cancel(cancel, invite)
+            return
+        tx = self.server.get(key)
+        if tx is not None:
+            tx.retransmission(request)
+            return
+        if request.method == "INVITE":
+            tx = InviteServerTransaction(self, key, request, peer)
+        else:
+            tx = NonInviteServerTransaction(self, key, request, peer)
+        self.server[key] = tx
+        self.tu.handle_request(tx)
+
+    def receive_response(self, response: Response, peer: Peer) -> None:
+        try:
+            via = response.top_via
+            key = (via.branch, response.cseq.method)
+        except HeaderError as e:
+            log.warn("Dropping unmatchable response: {error}", error=e)
+            return
+        tx = self.client.get(key)
+        if tx is None:
+            log.debug("Stray response {status} ({method})", status=response.status,
+                      method=key[1])
+            return
+        tx.receive_response(response)
+
+    def send_request(self, request: Request, peer: Peer) -> ClientTransaction:
+        """Start a non-INVITE client transaction; its Deferred fires with the final response."""
+        key = (request.top_via.branch, request.method)
+        tx = ClientTransaction(self, key, request, peer)
+        self.client[key] = tx
+        tx.start()
+        return tx
+
+    def _forget(self, tx: _Base) -> None:
+        table = self.client if isinstance(tx, ClientTransaction) else self.server
+        if table.get(tx.key) is tx:
+            del table[tx.key]
+
+    def invite_transaction_for(self, request: Request) -> Optional[InviteServerTransaction]:
+        """The INVITE transaction an ACK (for a 2xx) or CANCEL refers to, if alive."""
+        try:
+            key = server_key(request)
+        except HeaderError:
+            return None
+        tx = self.server.get(key[:-1] + ("INVITE",))
+        return tx if isinstance(tx, InviteServerTransaction) else None
+
