@@ -569,6 +569,10 @@ def parse_sdp(data: Union[bytes, bytearray, memoryview, str]) -> SessionDescript
     """
     if isinstance(data, str):
         text = data
+        try:
+            text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError as error:
+            raise SdpParseError(f"text holds a character that is not UTF-8: {error.reason}")
     elif isinstance(data, (bytes, bytearray, memoryview)):
         text = bytes(data).decode("utf-8", "surrogateescape")
     else:

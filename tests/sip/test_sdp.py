@@ -234,7 +234,7 @@ _STRICT = {
     "s": re.compile(r"[^\r\n\x00]+"),
     "c": re.compile(r"IN IP4 [0-9.]+|IN IP6 [0-9a-fA-F:.]+|IN IP4 [A-Za-z0-9.-]+"),
     "t": re.compile(r"[0-9]+ [0-9]+"),
-    "m": re.compile(rf"{_TOKEN} [0-9]+(/[0-9]+)? {_TOKEN}( {_TOKEN})+"),
+    "m": re.compile(rf"{_TOKEN} [0-9]+(/[0-9]+)? {_TOKEN}(/{_TOKEN})*( {_TOKEN})+"),
     "a": re.compile(rf"{_TOKEN}(:[^\r\n\x00]*)?"),
     "b": re.compile(rf"{_TOKEN}:[0-9]+"),
 }
@@ -371,6 +371,10 @@ class VendorFixtureTests(SynchronousTestCase):
     def test_str_input(self) -> None:
         """A str body parses like its UTF-8 bytes."""
         self.assertEqual(parse_sdp(AVAYA_MULTI_CODEC.decode()), parse_sdp(AVAYA_MULTI_CODEC))
+
+    def test_str_with_lone_surrogate(self) -> None:
+        """A str that could never have come off the wire is refused, not crashed on."""
+        self.assertRaises(SdpParseError, parse_sdp, "v=0\no=- 1 1 IN IP4 x\ns=\ud800\n")
 
     def test_wrong_input_type(self) -> None:
         """Anything but bytes or str is a programming error, not a parse error."""
@@ -828,6 +832,39 @@ def plausible_sdp():
                      header, st.lists(line, max_size=20), st.sampled_from(["\n", "\r\n"]))
 
 
+def plausible_offer():
+    """Well-formed offers with varied media, transports, codecs and attributes."""
+    attribute = st.sampled_from([
+        "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 pcma/8000", "a=rtpmap:9 G722/8000",
+        "a=rtpmap:18 G729/8000", "a=fmtp:18 annexb=no", "a=rtpmap:96 H264/90000",
+        "a=rtpmap:111 opus/48000/2", "a=fmtp:111 useinbandfec=1",
+        "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16",
+        "a=rtpmap:127 telephone-event/48000", "a=rtpmap:13 CN/8000",
+        "a=sendonly", "a=recvonly", "a=inactive", "a=sendrecv", "a=label:1", "a=label:77",
+        "a=ptime:20", "a=ptime:30.0", "a=rtcp-mux", "a=maxptime:40",
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo",
+        "c=IN IP4 0.0.0.0", "c=IN IP4 198.51.100.3", "c=IN IP6 2001:db8::3", "b=AS:64",
+    ])
+    section = st.builds(
+        lambda media, port, proto, fmts, attrs: "\n".join(
+            [f"m={media} {port} {proto} {' '.join(fmts)}", *sorted(attrs)]),
+        st.sampled_from(["audio", "audio", "audio", "video", "application", "image"]),
+        st.sampled_from([0, 4000, 4002, 65535]),
+        st.sampled_from(["RTP/AVP", "RTP/AVP", "RTP/SAVP", "RTP/AVPF", "RTP/SAVPF",
+                         "UDP/TLS/RTP/SAVPF", "udptl"]),
+        st.lists(st.sampled_from(["0", "8", "9", "18", "13", "96", "101", "111", "127"]),
+                 min_size=1, max_size=5),
+        st.lists(attribute, max_size=6))
+    header = st.sampled_from([
+        "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\nc=IN IP4 192.0.2.1\nt=0 0\n",
+        "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\nt=0 0\n",
+        "v=0\no=- 1 1 IN IP4 192.0.2.1\nc=IN IP4 192.0.2.1\na=sendonly\n",
+        "v=0\no=- 1 1 IN IP4 192.0.2.1\nc=IN IP4 0.0.0.0\na=inactive\n",
+    ])
+    return st.builds(lambda head, sections: head + "".join(s + "\n" for s in sections),
+                     header, st.lists(section, max_size=5))
+
+
 class HostileInputTests(SynchronousTestCase):
     """Truncated, mutated and random input never escapes as another exception."""
 
@@ -870,6 +907,15 @@ class HostileInputTests(SynchronousTestCase):
     @given(plausible_sdp())
     def test_plausible_sdp(self, body: str) -> None:
         """Structured near-SDP: most parse, and those that do round-trip."""
+        check_parse_invariant(self, body.encode("utf-8"))
+
+    @settings(max_examples=300, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(plausible_offer())
+    def test_plausible_offers_parse(self, body: str) -> None:
+        """Well-formed generated offers always parse, and round-trip."""
+        sdp = parse_sdp(body.encode("utf-8"))
+        self.assertEqual(parse_sdp(sdp.to_bytes()), sdp)
         check_parse_invariant(self, body.encode("utf-8"))
 
     @settings(max_examples=300, deadline=None)
