@@ -453,8 +453,8 @@ def _parse_rtpmap(value: Optional[str]) -> Optional[Tuple[int, str, int, int]]:
 
 # ---------------------------------------------------------------- parser
 
-_SESSION_SINGLE = {"o": "o=", "s": "s=", "i": "i=", "u": "u=", "c": "c=", "z": "z=", "k": "k="}
-_MEDIA_KNOWN = frozenset("micbka")
+# Session-level line types that may appear once only.
+_SESSION_SINGLE = frozenset("osiuczk")
 
 
 class _MediaBuilder:
