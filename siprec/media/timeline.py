@@ -1,0 +1,298 @@
+"""Places one stream's RTP audio on the call's timeline (sans-IO).
+
+Legs of a call are recorded separately and combined later, so each must
+know where its samples sit relative to the call start. A packet's
+position comes from its RTP timestamp (unwrapped, scaled to output
+samples), anchored once at the first packet's arrival time. The arrival
+clock is only a sanity check: when the two disagree by more than
+``resync_threshold`` seconds (a new SSRC, a sender restart, a timestamp
+jump), the stream re-anchors on the arrival time, never backwards.
+
+Positions and counts of samples are per channel ("frames").
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import List, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from siprec.media.rtp import RtpPacket, seq_delta, ts_delta
+
+DEFAULT_REORDER_WINDOW = 5
+DEFAULT_RESYNC_THRESHOLD = 1.0
+# A packet this far behind the newest one is not reordering: after two such
+# packets in sequence the sender is taken to have restarted its numbering.
+MAX_MISORDER = 100
+_RECENT_BITS = 64
+
+
+class Chunk(NamedTuple):
+    """Contiguous audio at ``offset`` frames from the call start.
+
+    ``pcm`` is int16 (interleaved when stereo), or None for ``frames``
+    frames of silence (a gap, or a paused span).
+    """
+
+    offset: int
+    frames: int
+    pcm: Optional[np.ndarray]
+
+
+class _Pending(NamedTuple):
+    ext_seq: int
+    position: int
+    frames: int
+    pcm: Optional[np.ndarray]
+
+
+class LegTimeline:
+    """Turns one stream's packets into contiguous chunks on the call timeline.
+
+    Feed packets with ``add`` in arrival order; each call returns the chunks
+    that left the reorder window, contiguous from ``start_offset`` onwards
+    (gaps come back as silence chunks). ``drain`` empties the window.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        call_start: float,
+        channels: int = 1,
+        reorder_window: int = DEFAULT_REORDER_WINDOW,
+        resync_threshold: float = DEFAULT_RESYNC_THRESHOLD,
+    ) -> None:
+        if sample_rate <= 0 or channels <= 0:
+            raise ValueError("sample rate and channel count must be positive")
+        if reorder_window < 0:
+            raise ValueError("reorder window cannot be negative")
+        self.sample_rate = sample_rate
+        self.call_start = call_start
+        self.channels = channels
+        self.reorder_window = reorder_window
+        self._resync_frames = resync_threshold * sample_rate
+
+        # Counters.
+        self.packets = 0
+        self.bytes = 0
+        self.duplicates = 0
+        self.late_dropped = 0
+        self.gaps_filled_samples = 0
+        self.muted_samples = 0
+        self.trimmed_samples = 0
+        self.ssrc_changes = 0
+        self.seq_restarts = 0
+        self.resyncs = 0
+
+        # Timeline state, shared by every source of this stream.
+        self.start_offset: Optional[int] = None  # first committed frame
+        self.end: Optional[int] = None  # frame after the last committed one
+        self._frontier = 0  # end of everything placed, committed or not
+        self._window: List[_Pending] = []
+
+        # Per-source state, reset on an SSRC change or sequence restart.
+        self.ssrc: Optional[int] = None
+        self._previous_ssrc: Optional[int] = None
+        self._previous_highest: Optional[int] = None
+        self._lost_before = 0
+        self._highest: Optional[int] = None
+        self._lowest = 0
+        self._received = 0
+        self._last_committed: Optional[int] = None
+        self._committed_mask = 0
+        self._bad_seq: Optional[int] = None
+        self._ts_ref: Optional[int] = None
+        self._anchor: Optional[Tuple[int, int]] = None
+        self._reset_source(None)
+
+    # -- public -------------------------------------------------------------
+
+    @property
+    def lost(self) -> int:
+        """Packets expected (by sequence number) but never received."""
+        current = 0
+        if self._highest is not None:
+            expected = self._highest - self._lowest + 1
+            current = max(0, expected - self._received)
+        return self._lost_before + current
+
+    @property
+    def buffered(self) -> int:
+        return len(self._window)
+
+    def add(
+        self,
+        arrival: float,
+        packet: RtpPacket,
+        pcm: Optional[np.ndarray],
+        samples_per_tick: float = 1.0,
+        muted: bool = False,
+    ) -> List[Chunk]:
+        """Take one packet; return the chunks now committed.
+
+        ``pcm`` is the decoded payload, or None for a packet that shares
+        the sequence space but is not audio (RFC 4733 events): it only
+        counts towards loss statistics. ``muted`` records the packet's
+        span as silence (recording paused).
+        """
+        self.packets += 1
+        self.bytes += len(packet.payload)
+        out: List[Chunk] = []
+
+        if packet.ssrc != self.ssrc:
+            if self.ssrc is not None:
+                if self._is_straggler(packet):
+                    self.late_dropped += 1
+                    return out
+                self._commit_all(out)
+                self.ssrc_changes += 1
+                self._previous_ssrc, self._previous_highest = self.ssrc, self._highest
+            self._reset_source(packet.ssrc)
+
+        ext_seq = self._extend_seq(packet.sequence)
+        if pcm is None:
+            self._note_sequence(ext_seq, count=self._highest is None or ext_seq > self._highest)
+            return out
+
+        if self._last_committed is not None and ext_seq <= self._last_committed:
+            back = self._last_committed - ext_seq
+            if back < _RECENT_BITS and (self._committed_mask >> back) & 1:
+                self.duplicates += 1
+                return out
+            if self._highest - ext_seq > MAX_MISORDER and self._restarts_sequence(packet.sequence):
+                self._commit_all(out)
+                self.seq_restarts += 1
+                self._reset_source(packet.ssrc, keep_clock=True)
+                ext_seq = self._extend_seq(packet.sequence)
+            else:
+                self.late_dropped += 1
+                if ext_seq >= self._lowest:  # it did arrive: not a loss
+                    self._received += 1
+                return out
+        elif any(p.ext_seq == ext_seq for p in self._window):
+            self.duplicates += 1
+            return out
+        self._bad_seq = None
+        self._note_sequence(ext_seq)
+
+        frames = len(pcm) // self.channels
+        position = self._place(arrival, packet.timestamp, ext_seq, samples_per_tick)
+        self._frontier = max(self._frontier, position + frames)
+        if muted:
+            self.muted_samples += frames
+        entry = _Pending(ext_seq, position, frames, None if muted else pcm)
+        bisect.insort(self._window, entry, key=_seq_key)
+        while len(self._window) > self.reorder_window:
+            self._commit(self._window.pop(0), out)
+        return out
+
+    def drain(self) -> List[Chunk]:
+        """Commit everything still waiting in the reorder window."""
+        out: List[Chunk] = []
+        self._commit_all(out)
+        return out
+
+    # -- sequence numbers -----------------------------------------------------
+
+    def _reset_source(self, ssrc: Optional[int], keep_clock: bool = False) -> None:
+        """Forget a source's numbering; its losses stay in the total."""
+        self._lost_before = self.lost
+        self.ssrc = ssrc
+        self._highest = None  # extended sequence numbers
+        self._lowest = 0
+        self._received = 0
+        self._last_committed = None
+        self._committed_mask = 0
+        self._bad_seq = None
+        if not keep_clock:
+            self._ts_ref = None  # extended timestamp of the newest packet
+            self._anchor = None  # (extended timestamp, frame)
+
+    def _extend_seq(self, sequence: int) -> int:
+        if self._highest is None:
+            return sequence
+        return self._highest + seq_delta(sequence, self._highest & 0xFFFF)
+
+    def _note_sequence(self, ext_seq: int, count: bool = True) -> None:
+        if self._highest is None:
+            self._highest = self._lowest = ext_seq
+        elif ext_seq > self._highest:
+            self._highest = ext_seq
+        elif ext_seq < self._lowest:
+            self._lowest = ext_seq
+        if count:
+            self._received += 1
+
+    def _is_straggler(self, packet: RtpPacket) -> bool:
+        """A late packet from the source we just switched away from."""
+        return (
+            packet.ssrc == self._previous_ssrc
+            and self._previous_highest is not None
+            and seq_delta(packet.sequence, self._previous_highest & 0xFFFF) <= 0
+        )
+
+    def _restarts_sequence(self, sequence: int) -> bool:
+        """RFC 3550 A.1: two in-sequence packets far behind mean a restart."""
+        if self._bad_seq is not None and sequence == self._bad_seq:
+            return True
+        self._bad_seq = (sequence + 1) & 0xFFFF
+        return False
+
+    # -- placement ------------------------------------------------------------
+
+    def _place(self, arrival: float, timestamp: int, ext_seq: int, samples_per_tick: float) -> int:
+        ref = self._ts_ref
+        ext_ts = timestamp if ref is None else ref + ts_delta(timestamp, ref & 0xFFFFFFFF)
+        if ref is None or ext_seq >= self._highest:
+            self._ts_ref = ext_ts
+        arrival_pos = max(0, round((arrival - self.call_start) * self.sample_rate))
+        anchor = self._anchor
+        if anchor is None:
+            self._anchor = (ext_ts, max(arrival_pos, self._frontier))
+            return self._anchor[1]
+        ticks = ext_ts - anchor[0]
+        position = anchor[1] + (ticks if samples_per_tick == 1.0 else round(ticks * samples_per_tick))
+        if abs(position - arrival_pos) > self._resync_frames:
+            self.resyncs += 1
+            self._anchor = (ext_ts, max(arrival_pos, self._frontier))
+            return self._anchor[1]
+        return position
+
+    def _commit_all(self, out: List[Chunk]) -> None:
+        window, self._window = self._window, []
+        for entry in window:
+            self._commit(entry, out)
+
+    def _commit(self, entry: _Pending, out: List[Chunk]) -> None:
+        ext_seq, position, frames, pcm = entry
+        if self._last_committed is None:
+            self._committed_mask = 1
+        else:
+            shift = ext_seq - self._last_committed
+            self._committed_mask = ((self._committed_mask << shift) | 1) & ((1 << _RECENT_BITS) - 1)
+        self._last_committed = ext_seq
+
+        end = self.end
+        if end is None:
+            end = self.start_offset = max(position, 0)
+        if position > end:
+            out.append(Chunk(end, position - end, None))
+            self.gaps_filled_samples += position - end
+            end = position
+        elif position < end:
+            trim = end - position
+            if trim >= frames:
+                self.late_dropped += 1
+                self.end = end
+                return
+            self.trimmed_samples += trim
+            frames -= trim
+            if pcm is not None:
+                pcm = pcm[trim * self.channels :]
+        out.append(Chunk(end, frames, pcm))
+        self.end = end + frames
+
+
+def _seq_key(entry: _Pending) -> int:
+    return entry.ext_seq
