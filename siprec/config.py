@@ -949,6 +949,10 @@ class Config:
     def __delattr__(self, attr: str) -> None:
         raise FrozenInstanceError(f"cannot delete Config.{attr}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as plain data, so a Config can cross a process boundary."""
+        return (Config, (dict(self._values), dict(self._origins), self.warnings, self.files))
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Config):
             return NotImplemented

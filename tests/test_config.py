@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -118,8 +120,9 @@ class Helpers:
         directory = self.mktemp()
         os.makedirs(directory)
         path = os.path.join(directory, name)
-        mode = "wb" if isinstance(text, bytes) else "w"
-        with open(path, mode) as handle:
+        if isinstance(text, str):
+            text = text.encode("utf-8")
+        with open(path, "wb") as handle:
             handle.write(text)
         return path
 
@@ -810,6 +813,15 @@ class ConfigObjectTests(Helpers, SynchronousTestCase):
         self.assertEqual(config.http_port, 8080)
         self.assertRaises(TypeError, config.replace, HTTP_PORT=1)
         self.assertRaises(TypeError, config.replace, nope=1)
+
+    def test_pickle_and_copy(self) -> None:
+        """A Config crosses process boundaries as plain data, sources included."""
+        config = load({"HTTP_PORT": "8100", "MYSQL_PASSWORD": "pw"})
+        for clone in (pickle.loads(pickle.dumps(config)), copy.deepcopy(config), copy.copy(config)):
+            self.assertEqual(clone, config)
+            self.assertEqual(clone.mysql_password, "pw")
+            self.assertIs(clone.source("HTTP_PORT"), Source.ENVIRONMENT)
+            self.assertEqual(clone.warnings, config.warnings)
 
     def test_constructor_requires_every_setting(self) -> None:
         """A Config is never half-built."""
