@@ -455,13 +455,12 @@ class _Reader:
         value = element.get(attribute)
         if value is None:
             value = element.get("id")
-            if value is not None:
-                self.notes.add(f"draft-era 'id' attribute read as {attribute}")
-            else:
+            if value is None:
                 self.notes.add(f"<{what}> without {attribute} tolerated")
-                value = ""
+                return ""
+            self.notes.add(f"draft-era 'id' attribute read as {attribute}")
         value = value.strip()
-        if not value and element.get(attribute) is not None:
+        if not value:
             self.notes.add(f"empty {attribute} tolerated")
         return value
 
@@ -752,9 +751,9 @@ _CALLING_PARTY = re.compile(r"<(?:[\w.-]+:)?callingParty(?:\s[^>]*)?>\s*true\s*<
 class RecordingMetadata:
     """The merged metadata of one recording session.
 
-    How documents combine (RFC 7865 §6.1 ``dataMode``, RFC 7866 §9): a
-    *complete* document is the SRC's whole current view, so it replaces the
-    snapshot.  The RFC has the SRC signal departures with
+    How documents combine (RFC 7865 ``dataMode``; RFC 7866 metadata
+    procedures): a *complete* document is the SRC's whole current view, so
+    it replaces the snapshot.  The RFC has the SRC signal departures with
     ``disassociate-time``; it neither tells the SRS to keep elements that a
     complete snapshot leaves out, nor to invent a disassociate-time for them.
     So they leave the live view (queries, labels, senders) but are kept in

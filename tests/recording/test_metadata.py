@@ -626,6 +626,63 @@ class BrokenAndHostileTests(SynchronousTestCase):
             SafeET.fromstring(extension)
 
 
+_ELEMENT_NAMES = [
+    "datamode", "dataMode", "group", "session", "participant", "stream", "label", "mode", "send", "recv",
+    "nameID", "name", "associate-time", "disassociate-time", "participantstreamassoc",
+    "participantsessionassoc", "sessionrecordingassoc", "sipSessionID", "group-ref", "start-time",
+    "stop-time", "extensiondata", "x:ext", "callData",
+]
+_ATTRIBUTES = ["participant_id", "session_id", "stream_id", "group_id", "id", "session", "aor", "xml:lang", "x:a"]
+_VALUES = ["", "p", "q", "s", "c", "g", "1", "sip:a@b", "1234", "complete", "partial", "Partial",
+           "2020-01-01T00:00:00Z", "2020-01-01T00:00:00", "2020-13-40", " ", "&amp;&lt;", "\u00e9"]
+
+
+@st.composite
+def _elements(draw: st.DrawFn, children: st.SearchStrategy[list[str]]) -> str:
+    name = draw(st.sampled_from(_ELEMENT_NAMES))
+    attributes = draw(st.dictionaries(st.sampled_from(_ATTRIBUTES), st.sampled_from(_VALUES), max_size=3))
+    rendered = "".join(f' {key}="{value}"' for key, value in attributes.items())
+    text = draw(st.sampled_from(_VALUES))
+    return f"<{name}{rendered}>{text}{''.join(draw(children))}</{name}>"
+
+
+_TREES = st.recursive(
+    st.sampled_from(_VALUES),
+    lambda inner: _elements(st.lists(inner, max_size=4)),
+    max_leaves=25,
+)
+
+
+class GeneratedDocumentTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.sampled_from([RFC_NAMESPACE, DRAFT_NAMESPACE, "", "urn:other"]),
+        st.lists(_TREES, max_size=8),
+        st.booleans(),
+    )
+    def test_well_formed_documents_always_read(self, namespace: str, children: list[str], prefixed: bool) -> None:
+        """Any well-formed <recording> document is read (never an error) and merges."""
+        if prefixed and namespace:
+            body = "".join(children)
+            data = f'<rs:recording xmlns:rs="{namespace}" xmlns:x="urn:x">{body}</rs:recording>'
+        else:
+            declaration = f' xmlns="{namespace}"' if namespace else ""
+            data = f'<recording{declaration} xmlns:x="urn:x">{"".join(children)}</recording>'
+        parsed = parse_metadata(data.encode())
+        live = RecordingMetadata()
+        live.apply(parsed)
+        live.apply(parsed)
+        json.dumps(live.to_dict())
+        for stream in live.streams.values():
+            if stream.label:
+                live.participant_for_label(stream.label)
+        extensions = [*parsed.extensions]
+        for element in [*parsed.groups, *parsed.sessions, *parsed.participants, *parsed.streams]:
+            extensions.extend(element.extensions)
+        for extension in extensions:
+            SafeET.fromstring(extension)
+
+
 class ValueTests(SynchronousTestCase):
     def test_participant_is_frozen(self) -> None:
         participant = Participant("p")
