@@ -59,6 +59,11 @@ class MediaService(Service):
                 stream = MediaStream(spec, self.clock, listener, call_start, **self.stream_options)
                 if self._listen(port, stream):
                     self._streams[stream] = port
+                    if busy:
+                        self.log.warn(
+                            "RTP port pairs {busy} are taken by another process; skipped",
+                            busy=busy,
+                        )
                     return stream
                 busy.append(port)
         finally:

@@ -7,6 +7,9 @@ burst of packets costs one disk write.
 
 Everything the stream needs comes in as plain data (a StreamSpec); it
 reports back through the listener's callbacks and ``stats()`` dicts.
+
+RTCP arriving on the RTP port is always recognised (RFC 5761) and counted,
+whether or not rtcp-mux was negotiated: some SRCs mux without saying so.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 import numpy as np
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock, deferLater
 from twisted.logger import Logger
