@@ -1,7 +1,9 @@
 """Typed values inside SIP headers: URIs, name-addr, Via, CSeq, parameters.
 
 Sans-IO and strict about what they produce; every malformed input raises
-:class:`HeaderError` with a message that can go into a 400 reason phrase.
+:class:`HeaderError` with a short, single-line message that can go into a
+400 reason phrase (offending text is quoted and cut to a few dozen
+characters, so hostile input cannot inflate or split a status line).
 """
 
 from __future__ import annotations
@@ -24,12 +26,21 @@ __all__ = [
     "parse_via",
     "parse_cseq",
     "parse_option_tags",
+    "iter_name_addrs",
     "quote_string",
+    "format_host",
+    "is_token",
     "BRANCH_MAGIC",
 ]
 
 BRANCH_MAGIC = "z9hG4bK"
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_DIGITS_RE = re.compile(r"[0-9]+")  # str.isdigit() also accepts '²', which int() rejects
+_HOST_RE = re.compile(r"[A-Za-z0-9\-._:%]+")
+_HOSTISH_RE = re.compile(r"[\[\]A-Za-z0-9:.\-]+")
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+_CTL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_VIA_RE = re.compile(r"([A-Za-z0-9.\-]+)\s*/\s*([0-9.]+)\s*/\s*([A-Za-z0-9\-]+)\s+(.*)", re.S)
 
 
 class HeaderError(ValueError):
@@ -37,6 +48,22 @@ class HeaderError(ValueError):
 
 
 Params = Dict[str, Optional[str]]
+
+
+def is_token(text: str) -> bool:
+    """RFC 3261 ``token``: what method names, header names and param names are made of."""
+    return _TOKEN_RE.fullmatch(text) is not None
+
+
+def _is_digits(text: str) -> bool:
+    return _DIGITS_RE.fullmatch(text) is not None
+
+
+def _snippet(text: str, limit: int = 40) -> str:
+    """Quote hostile text for an error message: bounded, one line."""
+    if len(text) > limit:
+        return repr(text[:limit]) + "..."
+    return repr(text)
 
 
 def split_commas(value: str) -> List[str]:
@@ -70,11 +97,19 @@ def split_commas(value: str) -> List[str]:
 def _split_semicolons(value: str) -> List[str]:
     parts: List[str] = []
     quoted = False
+    escaped = False
     start = 0
     for i, ch in enumerate(value):
-        if ch == '"':
-            quoted = not quoted
-        elif ch == ";" and not quoted:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == ";":
             parts.append(value[start:i])
             start = i + 1
     parts.append(value[start:])
@@ -85,7 +120,7 @@ def parse_params(text: str) -> Params:
     """Parse ``;a=b;c`` (leading semicolon optional) into an ordered dict.
 
     Names are lower-cased (parameter names are case-insensitive); values
-    keep their case, quotes removed.
+    keep their case, quotes removed. A parameter without a value maps to None.
     """
     params: Params = {}
     text = text.strip()
@@ -97,25 +132,38 @@ def parse_params(text: str) -> Params:
         item = item.strip()
         if not item:
             continue
-        if "=" in item:
-            name, _, val = item.partition("=")
-            name = name.strip().lower()
-            val = val.strip()
-            if len(val) >= 2 and val[0] == '"' and val[-1] == '"':
-                val = _unquote(val[1:-1])
-        else:
-            name, val = item.lower(), None
-        if not name or not _TOKEN_RE.match(name):
-            raise HeaderError(f"bad parameter name {name!r}")
-        params[name] = val
+        name, sep, val = item.partition("=")
+        name = name.strip().lower()
+        value: Optional[str] = None
+        if sep:
+            value = val.strip()
+            if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+                value = _unquote(value[1:-1])
+        if not is_token(name):
+            raise HeaderError(f"bad parameter name {_snippet(name)}")
+        params[name] = value
     return params
 
 
 def _unquote(text: str) -> str:
-    return re.sub(r"\\(.)", r"\1", text)
+    if "\\" not in text:
+        return text
+    out = []
+    escaped = False
+    for ch in text:
+        if escaped:
+            out.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def quote_string(text: str) -> str:
+    """A quoted-string for a display name or parameter; control characters become spaces."""
+    text = _CTL_RE.sub(" ", text)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -124,19 +172,21 @@ def _format_params(params: Params) -> str:
     for name, val in params.items():
         if val is None:
             out.append(f";{name}")
-        elif val == "" or _TOKEN_RE.match(val) or _HOSTISH_RE.match(val):
+        elif val == "" or is_token(val) or _HOSTISH_RE.fullmatch(val):
             out.append(f";{name}={val}")
         else:
             out.append(f";{name}={quote_string(val)}")
     return "".join(out)
 
 
-_HOSTISH_RE = re.compile(r"^[\[\]A-Za-z0-9:.\-]+$")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SipURI:
-    """A ``sip:``/``sips:`` URI; other schemes (``tel:``) are kept opaque."""
+    """A ``sip:``/``sips:`` URI.
+
+    Other schemes are kept opaque (``opaque`` is everything after the
+    colon, and is what ``str()`` gives back); for ``tel:`` the number is
+    also offered as ``user`` and its parameters as ``params``.
+    """
 
     scheme: str
     user: Optional[str] = None
@@ -146,6 +196,9 @@ class SipURI:
     params: Params = field(default_factory=dict)
     headers: Optional[str] = None
     opaque: Optional[str] = None  # for non-SIP schemes: everything after ':'
+
+    def __hash__(self) -> int:  # params is a dict; hash the wire form
+        return hash(str(self))
 
     @property
     def is_sip(self) -> bool:
@@ -196,37 +249,47 @@ def _parse_hostport(text: str, what: str) -> Tuple[str, Optional[int]]:
             raise HeaderError(f"{what} has an unterminated IPv6 reference")
         host = text[1:end]
         rest = text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise HeaderError(f"{what} has text after the IPv6 reference: {_snippet(rest)}")
     else:
         host, sep, rest = text.partition(":")
         rest = sep + rest
     port: Optional[int] = None
     if rest:
-        if not rest.startswith(":") or not rest[1:].isdigit():
-            raise HeaderError(f"{what} has a bad port {rest[1:]!r}")
-        port = int(rest[1:])
+        digits = rest[1:]
+        if not _is_digits(digits) or len(digits) > 5:
+            raise HeaderError(f"{what} has a bad port {_snippet(digits)}")
+        port = int(digits)
         if not 0 < port < 65536:
             raise HeaderError(f"{what} port {port} is out of range")
-    if not host or not re.match(r"^[A-Za-z0-9\-._:%]+$", host):
-        raise HeaderError(f"{what} has a bad host {host!r}")
+    if not host or _HOST_RE.fullmatch(host) is None:
+        raise HeaderError(f"{what} has a bad host {_snippet(host)}")
     return host.lower(), port
 
 
 def parse_uri(text: str) -> SipURI:
+    """Parse a URI; ``sip``/``sips`` fully, other schemes opaquely."""
     text = text.strip()
+    if _CTL_RE.search(text):
+        raise HeaderError(f"URI {_snippet(text)} contains control characters")
     scheme, sep, rest = text.partition(":")
-    if not sep or not scheme or not re.match(r"^[A-Za-z][A-Za-z0-9+\-.]*$", scheme):
-        raise HeaderError(f"URI {text!r} has no scheme")
+    if not sep or _SCHEME_RE.fullmatch(scheme) is None:
+        raise HeaderError(f"URI {_snippet(text)} has no scheme")
     scheme = scheme.lower()
     if scheme not in ("sip", "sips"):
         if not rest:
-            raise HeaderError(f"URI {text!r} is empty after the scheme")
+            raise HeaderError(f"URI {_snippet(text)} is empty after the scheme")
+        if scheme == "tel":
+            return _parse_tel(rest)
         return SipURI(scheme=scheme, opaque=rest)
-    headers = None
-    if "?" in rest:
-        rest, _, headers = rest.partition("?")
-    userinfo = None
-    if "@" in rest:
-        userinfo, _, rest = rest.rpartition("@")
+    # '@' may not appear unescaped after the host, but the user part may
+    # hold ';' and '?' (RFC 3261 §25.1 user-unreserved), so the first '@'
+    # ends the userinfo.
+    userinfo: Optional[str] = None
+    at = rest.find("@")
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1 :]
+    rest, qmark, headers = rest.partition("?")
     hostport, _, params_text = rest.partition(";")
     host, port = _parse_hostport(hostport, "URI")
     user = password = None
@@ -234,7 +297,7 @@ def parse_uri(text: str) -> SipURI:
         user, sep, pw = userinfo.partition(":")
         password = pw if sep else None
         if not user:
-            raise HeaderError(f"URI {text!r} has an empty user part")
+            raise HeaderError(f"URI {_snippet(text)} has an empty user part")
     return SipURI(
         scheme=scheme,
         user=user,
@@ -242,11 +305,23 @@ def parse_uri(text: str) -> SipURI:
         host=host,
         port=port,
         params=parse_params(params_text),
-        headers=headers,
+        headers=headers if qmark else None,
     )
 
 
-@dataclass(frozen=True)
+def _parse_tel(rest: str) -> SipURI:
+    """RFC 3966: keep it verbatim, but expose the number and parameters."""
+    number, _, params_text = rest.partition(";")
+    if not number.strip():
+        raise HeaderError("tel URI has no number")
+    try:
+        params = parse_params(params_text)
+    except HeaderError:
+        params = {}
+    return SipURI(scheme="tel", user=number.strip(), params=params, opaque=rest)
+
+
+@dataclass(frozen=True, slots=True)
 class NameAddr:
     """From/To/Contact/Route value: optional display name, URI, header params."""
 
@@ -254,6 +329,9 @@ class NameAddr:
     display_name: Optional[str] = None
     params: Params = field(default_factory=dict)
     wildcard: bool = False
+
+    def __hash__(self) -> int:
+        return hash(str(self))
 
     @property
     def tag(self) -> Optional[str]:
@@ -274,42 +352,69 @@ class NameAddr:
 
 
 def parse_name_addr(text: str) -> NameAddr:
+    """Parse ``"Name" <uri>;params``, ``Name <uri>``, ``uri;params`` or ``*``."""
     text = text.strip()
     if text == "*":
         return NameAddr(uri=SipURI(scheme="sip", host="*"), wildcard=True)
     if not text:
         raise HeaderError("empty address")
     lt = _find_unquoted(text, "<")
+    if lt == -2:
+        raise HeaderError("address has an unterminated quoted display name")
     if lt >= 0:
         gt = text.find(">", lt)
         if gt < 0:
             raise HeaderError("address has '<' without '>'")
-        display = text[:lt].strip()
-        if display.startswith('"'):
-            if len(display) < 2 or not display.endswith('"'):
-                raise HeaderError("address has an unterminated display name")
-            display = _unquote(display[1:-1])
+        display = _parse_display(text[:lt].strip())
         uri = parse_uri(text[lt + 1 : gt])
-        params = parse_params(text[gt + 1 :])
-        return NameAddr(uri=uri, display_name=display or None, params=params)
-    # addr-spec: parameters after the URI belong to the header (RFC 3261 20.10)
-    uri_text, sep, params_text = text.partition(";")
-    if " " in uri_text.strip():
-        raise HeaderError(f"address {text!r} is neither name-addr nor addr-spec")
+        tail = text[gt + 1 :].strip()
+        if tail and not tail.startswith(";"):
+            raise HeaderError(f"address has text after '>': {_snippet(tail)}")
+        return NameAddr(uri=uri, display_name=display or None, params=parse_params(tail))
+    # addr-spec: parameters after the URI belong to the header (RFC 3261 §20.10)
+    uri_text, _, params_text = text.partition(";")
+    if any(ch.isspace() for ch in uri_text.strip()) or '"' in uri_text:
+        raise HeaderError(f"address {_snippet(text)} is neither name-addr nor addr-spec")
     return NameAddr(uri=parse_uri(uri_text), params=parse_params(params_text))
 
 
+def _parse_display(display: str) -> str:
+    if not display.startswith('"'):
+        return display
+    escaped = False
+    for i in range(1, len(display)):
+        ch = display[i]
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            name = _unquote(display[1:i])
+            tail = display[i + 1 :].strip()
+            return f"{name} {tail}" if tail else name  # tolerate text after the quotes
+    raise HeaderError("address has an unterminated quoted display name")
+
+
 def _find_unquoted(text: str, needle: str) -> int:
+    """Index of ``needle`` outside quotes; -1 if absent, -2 if a quote is left open."""
     quoted = False
+    escaped = False
     for i, ch in enumerate(text):
-        if ch == '"' and (i == 0 or text[i - 1] != "\\"):
-            quoted = not quoted
-        elif ch == needle and not quoted:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == needle:
             return i
-    return -1
+    return -2 if quoted else -1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Via:
     transport: str
     host: str
@@ -317,17 +422,21 @@ class Via:
     params: Params = field(default_factory=dict)
     protocol: str = "SIP/2.0"
 
+    def __hash__(self) -> int:
+        return hash(str(self))
+
     @property
     def branch(self) -> Optional[str]:
         return self.params.get("branch")
 
     @property
     def rfc3261_branch(self) -> bool:
-        return bool(self.branch) and self.branch.startswith(BRANCH_MAGIC)
+        branch = self.branch
+        return bool(branch) and branch.startswith(BRANCH_MAGIC)
 
     @property
     def sent_by(self) -> Tuple[str, int]:
-        return self.host, self.port or (5061 if self.transport == "TLS" else 5060)
+        return self.host, self.port or (5061 if self.transport in ("TLS", "WSS") else 5060)
 
     def with_params(self, **params: Optional[str]) -> "Via":
         merged = dict(self.params)
@@ -343,20 +452,20 @@ class Via:
 
 
 def parse_via(text: str) -> Via:
+    """One Via value (split a multi-value header with :func:`split_commas` first)."""
     text = text.strip()
-    m = re.match(r"^([A-Za-z0-9.\-]+)\s*/\s*([0-9.]+)\s*/\s*([A-Za-z0-9\-]+)\s+(.*)$", text, re.S)
+    m = _VIA_RE.fullmatch(text)
     if not m:
-        raise HeaderError(f"Via {text!r} is not 'SIP/2.0/<transport> <host>'")
+        raise HeaderError(f"Via {_snippet(text)} is not 'SIP/2.0/<transport> <host>'")
     name, version, transport, rest = m.groups()
     if name.upper() != "SIP" or version != "2.0":
-        raise HeaderError(f"Via protocol {name}/{version} is not SIP/2.0")
+        raise HeaderError(f"Via protocol {_snippet(name + '/' + version)} is not SIP/2.0")
     hostport, _, params_text = rest.partition(";")
-    # tolerate whitespace around the host (but not inside it)
-    host, port = _parse_hostport(hostport.strip(), "Via")
+    host, port = _parse_hostport(hostport, "Via")
     return Via(transport=transport.upper(), host=host, port=port, params=parse_params(params_text))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CSeq:
     number: int
     method: str
@@ -367,12 +476,11 @@ class CSeq:
 
 def parse_cseq(text: str) -> CSeq:
     parts = text.split()
-    if len(parts) != 2 or not parts[0].isdigit():
-        raise HeaderError(f"CSeq {text!r} is not '<number> <method>'")
-    number = int(parts[0])
-    if number >= 2**31:
-        raise HeaderError(f"CSeq number {number} is too large")
-    return CSeq(number, parts[1].upper())
+    if len(parts) != 2 or not _is_digits(parts[0]) or not is_token(parts[1]):
+        raise HeaderError(f"CSeq {_snippet(text)} is not '<number> <method>'")
+    if len(parts[0]) > 10 or int(parts[0]) >= 2**31:
+        raise HeaderError(f"CSeq number {_snippet(parts[0])} is too large")
+    return CSeq(int(parts[0]), parts[1].upper())
 
 
 def parse_option_tags(values: List[str]) -> List[str]:

@@ -17,7 +17,9 @@ from siprec.sip.headers import (
     Via,
     parse_cseq,
     parse_name_addr,
+    is_token,
     parse_option_tags,
+    parse_uri,
     parse_via,
     split_commas,
 )
@@ -32,6 +34,7 @@ __all__ = [
     "make_response",
     "REASON_PHRASES",
     "canonical_name",
+    "reason_phrase",
 ]
 
 
@@ -40,14 +43,39 @@ class SipParseError(ValueError):
 
     ``request`` is the partially parsed request when enough of it was read
     (Via, From, To, Call-ID, CSeq) to answer it with ``status``; otherwise
-    the message can only be dropped.
+    the message can only be dropped. ``reason`` is always one printable
+    line of bounded length, fit for a status line as it is.
     """
 
     def __init__(self, reason: str, status: int = 400, request: "Optional[Request]" = None):
+        reason = reason_phrase(reason, REASON_PHRASES.get(status, "Bad Request"))
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.request = request
+
+
+_REASON_LIMIT = 200
+_CTL_RE = re.compile(r"[\x00-\x1f\x7f]+")
+_CTL_IN_VALUE_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # HTAB is allowed in values
+
+
+def reason_phrase(text: str, default: str = "Bad Request", limit: int = _REASON_LIMIT) -> str:
+    """Make free text safe for a status line: one line, printable, bounded."""
+    text = _CTL_RE.sub(" ", text)
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 3].rstrip() + "..."
+    return text or default
+
+
+def _clean_value(value: str) -> str:
+    """A header value cannot carry CR/LF or other control characters onto the wire."""
+    if _CTL_IN_VALUE_RE.search(value):
+        return _CTL_IN_VALUE_RE.sub(" ", value)
+    return value
 
 
 COMPACT_FORMS = {
@@ -108,26 +136,41 @@ _LIST_HEADERS = frozenset(
     )
 )
 
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+_CANONICAL_CACHE: dict = {}
+_CANONICAL_CACHE_MAX = 1024  # names from the wire are unbounded; the cache is not
 
 
 def canonical_name(name: str) -> str:
     """Canonical spelling of a header name (compact forms expanded)."""
+    cached = _CANONICAL_CACHE.get(name)
+    if cached is not None:
+        return cached
     lower = name.strip().lower()
     if lower in COMPACT_FORMS:
-        return COMPACT_FORMS[lower]
-    if lower in _SPECIAL_CASE:
-        return _SPECIAL_CASE[lower]
-    return "-".join(part.capitalize() for part in lower.split("-"))
+        result = COMPACT_FORMS[lower]
+    elif lower in _SPECIAL_CASE:
+        result = _SPECIAL_CASE[lower]
+    else:
+        result = "-".join(part.capitalize() for part in lower.split("-"))
+    if len(_CANONICAL_CACHE) < _CANONICAL_CACHE_MAX:
+        _CANONICAL_CACHE[name] = result
+    return result
 
 
 class Headers:
-    """An ordered, case-insensitive multi-map of header fields."""
+    """An ordered, case-insensitive multi-map of header fields.
+
+    Names are stored canonically (compact forms expanded); values are
+    kept as received, except that control characters are replaced by
+    spaces so no value can break the framing of a message it is copied to.
+    """
 
     __slots__ = ("_items",)
 
     def __init__(self, items: Iterable[Tuple[str, str]] = ()):
-        self._items: List[Tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
+        self._items: List[Tuple[str, str]] = [
+            (canonical_name(n), _clean_value(str(v))) for n, v in items
+        ]
 
     def __iter__(self) -> Iterator[Tuple[str, str]]:
         return iter(self._items)
@@ -146,6 +189,11 @@ class Headers:
         new = Headers()
         new._items = list(self._items)
         return new
+
+    def count(self, name: str) -> int:
+        """How many fields (lines) named ``name`` there are."""
+        key = canonical_name(name)
+        return sum(1 for n, _ in self._items if n == key)
 
     def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
         key = canonical_name(name)
@@ -166,19 +214,39 @@ class Headers:
         return values
 
     def add(self, name: str, value: str) -> None:
-        self._items.append((canonical_name(name), str(value)))
+        self._items.append((canonical_name(name), _clean_value(str(value))))
 
     def set(self, name: str, value: str) -> None:
         """Replace every ``name`` field with one, at the first one's place."""
         key = canonical_name(name)
+        value = _clean_value(str(value))
         for i, (n, _) in enumerate(self._items):
             if n == key:
-                self._items[i] = (key, str(value))
-                self._items = [
-                    item for j, item in enumerate(self._items) if j <= i or item[0] != key
-                ]
+                self._items = (
+                    self._items[:i]
+                    + [(key, value)]
+                    + [item for item in self._items[i + 1 :] if item[0] != key]
+                )
                 return
-        self._items.append((key, str(value)))
+        self._items.append((key, value))
+
+    def replace_first(self, name: str, value: str) -> None:
+        """Replace the first value of a list header (the top Via), in place.
+
+        Other values sharing its line, and every other field, keep their
+        place; appends when there is no such header.
+        """
+        key = canonical_name(name)
+        value = _clean_value(str(value))
+        for i, (n, v) in enumerate(self._items):
+            if n != key:
+                continue
+            parts = split_commas(v) if key.lower() in _LIST_HEADERS else [v]
+            if not parts:
+                continue  # an empty field holds no value; the first is further on
+            self._items[i] = (key, ", ".join([value] + parts[1:]))
+            return
+        self._items.append((key, value))
 
     def remove(self, name: str) -> None:
         key = canonical_name(name)
@@ -247,6 +315,7 @@ class _Base:
         raise TypeError
 
     def to_bytes(self) -> bytes:
+        """The wire form; Content-Length is always written, from the body."""
         lines = [self._start_line()]
         for name, value in self.headers:
             if name == "Content-Length":
@@ -254,7 +323,7 @@ class _Base:
             lines.append(f"{name}: {value}")
         lines.append(f"Content-Length: {len(self.body)}")
         head = "\r\n".join(lines) + "\r\n\r\n"
-        return head.encode("utf-8") + self.body
+        return head.encode("utf-8", errors="replace") + self.body
 
     __bytes__ = to_bytes
 
@@ -280,7 +349,9 @@ class Response(_Base):
                  headers: Optional[Headers] = None, body: bytes = b"",
                  version: str = "SIP/2.0"):
         self.status = status
-        self.reason = reason if reason is not None else REASON_PHRASES.get(status, "Unknown")
+        default = REASON_PHRASES.get(status, "Unknown")
+        # Reasons often carry text from a peer or an exception: keep them one safe line.
+        self.reason = default if reason is None else reason_phrase(reason, default)
         self.version = version
         self.headers = headers if headers is not None else Headers()
         self.body = body
@@ -325,15 +396,18 @@ REASON_PHRASES = {
     513: "Message Too Large",
 }
 
-_REQUEST_LINE_RE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) (SIP/\d+\.\d+)$")
-_STATUS_LINE_RE = re.compile(r"^(SIP/\d+\.\d+) (\d{3})(?: (.*))?$")
+_REQUEST_LINE_RE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) (\S+) (SIP/[0-9]+\.[0-9]+)")
+_STATUS_LINE_RE = re.compile(r"(SIP/[0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?", re.S)
+_DIGITS_RE = re.compile(r"[0-9]+")
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
+_SINGLE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards")
+_URI_SCHEMES = ("sip", "sips", "tel")
 
 
 def _split_head(data: bytes) -> Tuple[bytes, bytes]:
     """Split at the first empty line, accepting CRLF or bare LF endings."""
     crlf = data.find(b"\r\n\r\n")
-    lf = data.find(b"\n\n")
+    lf = data.find(b"\n\n", 0, crlf + 2 if crlf >= 0 else len(data))
     if crlf >= 0 and (lf < 0 or crlf < lf):
         return data[:crlf], data[crlf + 4 :]
     if lf >= 0:
@@ -353,35 +427,42 @@ def _decode(head: bytes) -> str:
 def _parse_header_lines(lines: List[str]) -> Tuple[Headers, Optional[str]]:
     """Unfold and split header lines; returns (headers, first problem)."""
     headers = Headers()
+    items = headers._items
     problem: Optional[str] = None
-    unfolded: List[str] = []
+    fields: List[List[str]] = []  # each field as a list of parts, joined once (no quadratic +=)
     for line in lines:
-        if line[:1] in (" ", "\t") and unfolded:
-            unfolded[-1] += " " + line.strip()
+        if line[:1] in (" ", "\t") and fields:
+            fields[-1].append(line.strip())
         else:
-            unfolded.append(line)
-    for line in unfolded:
+            fields.append([line])
+    for parts in fields:
+        line = parts[0] if len(parts) == 1 else " ".join(p for p in parts if p)
         if not line.strip():
             continue
         name, sep, value = line.partition(":")
         name = name.strip()
-        if not sep or not name or not _TOKEN_RE.match(name):
+        if not sep or not is_token(name):
             if problem is None:
                 problem = f"Malformed header line {line[:40]!r}"
             continue
-        headers.add(name, value.strip())
+        value = value.strip()
+        if _CTL_IN_VALUE_RE.search(value):
+            if problem is None:
+                problem = f"Header {name[:40]} contains control characters"
+            value = _CTL_IN_VALUE_RE.sub(" ", value)
+        items.append((canonical_name(name), value))
     return headers, problem
 
 
 def parse_message(data: bytes, *, max_size: Optional[int] = None) -> Message:
     """Parse one complete SIP message (a datagram, or a framed stream message).
 
-    Raises :class:`SipParseError`; its ``request`` is set when a 400 can
-    be sent back.
+    Raises :class:`SipParseError` and nothing else; its ``request`` is set
+    when a 400 (or ``status``) can be sent back.
     """
     if max_size is not None and len(data) > max_size:
         raise SipParseError(f"Message larger than {max_size} bytes", status=513)
-    data = data.lstrip(b"\r\n")
+    data = bytes(data).lstrip(b"\r\n")  # RFC 3261 §7.5: CRLFs before the start line
     if not data:
         raise SipParseError("Empty message")
     head, body = _split_head(data)
@@ -390,16 +471,19 @@ def parse_message(data: bytes, *, max_size: Optional[int] = None) -> Message:
     start = lines[0].strip()
     headers, header_problem = _parse_header_lines(lines[1:])
 
-    status_match = _STATUS_LINE_RE.match(start)
+    message: Message
+    status_match = _STATUS_LINE_RE.fullmatch(start)
     if status_match:
         version, code, reason = status_match.groups()
-        message: Message = Response(int(code), reason or "", headers=headers, version=version)
+        if version != "SIP/2.0":
+            raise SipParseError(f"SIP version {version} not supported", status=505)
         if not 100 <= int(code) <= 699:
             raise SipParseError(f"Status code {code} out of range")
+        message = Response(int(code), reason or "", headers=headers, version=version)
     else:
-        request_match = _REQUEST_LINE_RE.match(start)
-        provisional = Request("", "", headers=headers)
+        request_match = _REQUEST_LINE_RE.fullmatch(start)
         if not request_match:
+            provisional = Request("", "", headers=headers)
             raise SipParseError(
                 f"Malformed request line {start[:60]!r}",
                 request=_answerable(provisional),
@@ -414,34 +498,42 @@ def parse_message(data: bytes, *, max_size: Optional[int] = None) -> Message:
     _attach_body(message, body)
 
     if isinstance(message, Request):
+        status = 400
         problem = header_problem or _check_request(message)
+        if problem is None:
+            problem, status = _check_request_uri(message)
         if problem:
-            raise SipParseError(problem, request=_answerable(message))
+            raise SipParseError(problem, status=status, request=_answerable(message))
     else:
         for name in _MANDATORY:
-            if name not in headers:
+            if not headers.get(name):
                 raise SipParseError(f"Response missing {name}")
     return message
 
 
 def _attach_body(message: Message, body: bytes) -> None:
-    length_text = message.headers.get("Content-Length")
-    if length_text is None:
+    values = message.headers.get_all("Content-Length")
+    if not values:
         message.body = body
         return
-    length_text = length_text.strip()
-    if not length_text.isdigit():
+    request = message if isinstance(message, Request) else None
+    length_text = values[0].strip()
+    if any(v.strip() != length_text for v in values[1:]):
+        message.body = body
+        raise SipParseError("Conflicting Content-Length headers", request=_answerable_opt(request))
+    if _DIGITS_RE.fullmatch(length_text) is None:
         message.body = body
         raise SipParseError(
-            f"Content-Length {length_text!r} is not a number",
-            request=_answerable(message) if isinstance(message, Request) else None,
+            f"Content-Length {length_text[:20]!r} is not a number",
+            request=_answerable_opt(request),
         )
-    length = int(length_text)
+    # Compare as text first: int() of thousands of digits is slow (and capped).
+    length = int(length_text) if len(length_text) <= 12 else len(body) + 1
     if length > len(body):
         message.body = body
         raise SipParseError(
-            f"Content-Length {length} exceeds the {len(body)} body bytes received",
-            request=_answerable(message) if isinstance(message, Request) else None,
+            f"Content-Length {length_text[:20]} exceeds the {len(body)} body bytes received",
+            request=_answerable_opt(request),
         )
     # RFC 3261 §18.3: extra bytes after Content-Length in a datagram are discarded.
     message.body = body[:length]
@@ -452,6 +544,9 @@ def _check_request(request: Request) -> Optional[str]:
     for name in _MANDATORY:
         if name not in headers:
             return f"Missing {name} header"
+    for name in _SINGLE:
+        if headers.count(name) > 1:
+            return f"More than one {name} header"
     try:
         request.top_via
     except HeaderError as e:
@@ -461,21 +556,33 @@ def _check_request(request: Request) -> Optional[str]:
     except HeaderError as e:
         return f"Bad CSeq header: {e}"
     if cseq.method != request.method:
-        return f"CSeq method {cseq.method} does not match request method {request.method}"
+        return f"CSeq method {cseq.method[:20]} does not match request method {request.method[:20]}"
     for name in ("From", "To"):
         try:
             parse_name_addr(headers.get(name) or "")
         except HeaderError as e:
             return f"Bad {name} header: {e}"
-    if not request.headers.get("Call-ID", "").strip():
+    if not (headers.get("Call-ID") or "").strip():
         return "Empty Call-ID header"
-    uri = request.uri
-    if ":" not in uri:
-        return f"Request-URI {uri[:60]!r} has no scheme"
     mf = headers.get("Max-Forwards")
-    if mf is not None and not mf.strip().isdigit():
-        return f"Max-Forwards {mf!r} is not a number"
+    if mf is not None and _DIGITS_RE.fullmatch(mf.strip()) is None:
+        return f"Max-Forwards {mf[:20]!r} is not a number"
     return None
+
+
+def _check_request_uri(request: Request) -> Tuple[Optional[str], int]:
+    """RFC 3261 §8.2.2.1: an unknown scheme is 416, a malformed URI 400."""
+    try:
+        uri = parse_uri(request.uri)
+    except HeaderError as e:
+        return f"Bad Request-URI: {e}", 400
+    if uri.scheme not in _URI_SCHEMES:
+        return f"URI scheme {uri.scheme[:20]} not supported", 416
+    return None, 400
+
+
+def _answerable_opt(request: Optional[Request]) -> Optional[Request]:
+    return _answerable(request) if request is not None else None
 
 
 def _answerable(request: Request) -> Optional[Request]:
@@ -491,6 +598,8 @@ def _answerable(request: Request) -> Optional[Request]:
         return None
     if not request.method:
         request.method = cseq.method
+    if not request.uri:
+        request.uri = "sip:invalid"  # the request line was unreadable; keep the object printable
     return request
 
 
@@ -503,11 +612,14 @@ def make_response(
     headers: Iterable[Tuple[str, str]] = (),
     body: bytes = b"",
 ) -> Response:
-    """Build a response per RFC 3261 §8.2.6: Via, From, To, Call-ID, CSeq copied."""
+    """Build a response per RFC 3261 §8.2.6: Via, From, To, Call-ID, CSeq copied.
+
+    ``to_tag`` is added to To unless it has one already or the status is 100
+    (§8.2.6.2); a 100 copies Timestamp (§8.2.6.1).
+    """
     response = Response(status, reason)
-    for name in ("Via",):
-        for value in request.headers.get_all(name):
-            response.headers.add(name, value)
+    for value in request.headers.get_all("Via"):
+        response.headers.add("Via", value)
     response.headers.add("From", request.headers.get("From", ""))
     to_value = request.headers.get("To", "")
     if to_tag and status > 100:

@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from siprec.sip.headers import HeaderError
-from siprec.sip.message import Request, Response
+from siprec.sip.message import Request, Response, make_response
 
 log = Logger()
 
@@ -34,13 +34,19 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Timers:
-    """RFC 3261 timer bases (seconds)."""
+    """RFC 3261 timer bases (seconds).
+
+    ``trying`` is how long an INVITE server transaction waits for the TU's
+    first response before sending ``100 Trying`` itself (RFC 3261 §17.2.1
+    says 200 ms); None turns that off.
+    """
 
     t1: float = 0.5
     t2: float = 4.0
     t4: float = 5.0
+    trying: Optional[float] = 0.2
 
     @property
     def timeout(self) -> float:  # Timers B, F, H, J, L
@@ -80,16 +86,22 @@ class TransactionTimeout(Exception):
 
 
 def server_key(request: Request) -> Hashable:
-    """RFC 3261 §17.2.3 matching key. ACK and CANCEL map onto their INVITE."""
+    """RFC 3261 §17.2.3 matching key; the method is always the last element.
+
+    ACK maps onto its INVITE. A CANCEL has its own key; replacing its last
+    element with "INVITE" gives the key of the INVITE it cancels.
+    """
     via = request.top_via
     method = request.method
     if method == "ACK":
         method = "INVITE"
     if via.rfc3261_branch:
         return ("3261", via.branch, via.sent_by, method)
-    # RFC 2543 peers: no magic cookie, match on dialog identifiers.
-    from_tag = request.from_.tag
-    return ("2543", request.call_id, from_tag, request.cseq.number, via.sent_by, method)
+    # RFC 2543 peers (no magic cookie): Request-URI, From tag, Call-ID, CSeq
+    # number and the top Via. The To tag is left out: an ACK for a non-2xx
+    # carries the tag our response added, the INVITE did not.
+    return ("2543", request.uri, request.from_.tag, request.call_id, request.cseq.number,
+            via.sent_by, via.branch, method)
 
 
 class _Base:
@@ -141,6 +153,9 @@ class ServerTransaction(_Base):
     def final_sent(self) -> bool:
         return self.last_response is not None and self.last_response.status >= 200
 
+    def start(self) -> None:
+        """Arm the timers a fresh transaction needs (called by the layer, not the constructor)."""
+
     def respond(self, response: Response) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -153,13 +168,33 @@ class InviteServerTransaction(ServerTransaction):
         self.state = State.PROCEEDING
         self.acked = False
 
+    def start(self) -> None:
+        # RFC 3261 §17.2.1: 100 Trying when the TU has not answered within
+        # 200 ms. Waiting (rather than sending at once) saves a packet for
+        # every INVITE the TU answers synchronously (rejections, 200s from a
+        # fast offer/answer) while still stopping the SRC's Timer A
+        # retransmissions, which start at T1 = 500 ms, when it is slow.
+        if self.timers.trying is not None:
+            self._start("100", self.timers.trying, self._send_trying)
+
+    def _send_trying(self) -> None:
+        if self.last_response is None and self.state is State.PROCEEDING:
+            self.last_response = make_response(self.request, 100)
+            self._send(self.last_response)
+
     def respond(self, response: Response) -> None:
         if self.state not in (State.PROCEEDING, State.ACCEPTED):
             log.warn("Dropping {status} for INVITE: transaction is {state}",
                      status=response.status, state=self.state.value)
             return
-        if self.state is State.ACCEPTED and response.status < 300:
-            return  # the 2xx is being retransmitted already
+        if self.state is State.ACCEPTED:
+            # RFC 6026 §7.1: only 2xx can follow a 2xx, and ours is being
+            # retransmitted already.
+            if response.status >= 300:
+                log.warn("Dropping {status} for INVITE: a 2xx was sent already",
+                         status=response.status)
+            return
+        self._cancel("100")
         self.last_response = response
         self._send(response)
         if response.status < 200:
@@ -177,8 +212,12 @@ class InviteServerTransaction(ServerTransaction):
             self._start("H", self.timers.timeout, self._timer_h)
 
     def retransmission(self, request: Request) -> None:
+        """Answer a retransmitted INVITE from the transaction (absorbed once Confirmed)."""
         if self.state in (State.PROCEEDING, State.ACCEPTED, State.COMPLETED):
-            if self.last_response is not None:
+            if self.last_response is None:
+                self._cancel("100")
+                self._send_trying()  # the TU is slow and the peer is asking again
+            else:
                 self._send(self.last_response)
 
     def receive_ack(self, request: Request) -> bool:
@@ -226,6 +265,19 @@ class InviteServerTransaction(ServerTransaction):
 class NonInviteServerTransaction(ServerTransaction):
     """RFC 3261 §17.2.2."""
 
+    def start(self) -> None:
+        # Not in the RFC: a TU that never answers would leave the transaction
+        # in the table forever. The client gives up at Timer F (64*T1), so
+        # nothing is lost by forgetting it then.
+        self._start("guard", self.timers.timeout, self._unanswered)
+
+    def _unanswered(self) -> None:
+        if not self.final_sent:
+            log.warn("No final response to {method} {call_id} within {t:g}s; forgetting it",
+                     method=self.request.method, call_id=self.request.headers.get("Call-ID"),
+                     t=self.timers.timeout)
+            self.terminate()
+
     def respond(self, response: Response) -> None:
         if self.state in (State.COMPLETED, State.TERMINATED):
             log.warn("Dropping {status} for {method}: transaction already answered",
@@ -237,9 +289,11 @@ class NonInviteServerTransaction(ServerTransaction):
             self.state = State.PROCEEDING
             return
         self.state = State.COMPLETED
+        self._cancel("guard")
         self._start("J", 0 if self.peer.reliable else self.timers.timeout, self.terminate)
 
     def retransmission(self, request: Request) -> None:
+        """Trying absorbs it; Proceeding and Completed resend the last response."""
         if self.last_response is not None:
             self._send(self.last_response)
 
@@ -302,6 +356,8 @@ class TransactionLayer:
         self.timers = timers
         self.server: Dict[Hashable, ServerTransaction] = {}
         self.client: Dict[Hashable, ClientTransaction] = {}
+        # Counted, not logged: a flood of strays must not become a flood of log lines.
+        self.stray_responses = 0
 
     def receive_request(self, request: Request, peer: Peer) -> None:
         try:
@@ -322,6 +378,7 @@ class TransactionLayer:
                 return
             cancel = NonInviteServerTransaction(self, key, request, peer)
             self.server[cancel.key] = cancel
+            cancel.start()
             invite = self.server.get(key[:-1] + ("INVITE",))
             if not isinstance(invite, InviteServerTransaction):
                 invite = None
@@ -336,19 +393,20 @@ class TransactionLayer:
         else:
             tx = NonInviteServerTransaction(self, key, request, peer)
         self.server[key] = tx
+        tx.start()
         self.tu.handle_request(tx)
 
     def receive_response(self, response: Response, peer: Peer) -> None:
+        """RFC 3261 §17.1.3: match on the top Via branch and the CSeq method; ignore strays."""
         try:
             via = response.top_via
             key = (via.branch, response.cseq.method)
-        except HeaderError as e:
-            log.warn("Dropping unmatchable response: {error}", error=e)
+        except HeaderError:
+            self.stray_responses += 1
             return
         tx = self.client.get(key)
         if tx is None:
-            log.debug("Stray response {status} ({method})", status=response.status,
-                      method=key[1])
+            self.stray_responses += 1
             return
         tx.receive_response(response)
 
@@ -359,6 +417,11 @@ class TransactionLayer:
         self.client[key] = tx
         tx.start()
         return tx
+
+    def close(self) -> None:
+        """Stop every transaction's timers (service shutdown)."""
+        for tx in list(self.server.values()) + list(self.client.values()):
+            tx.terminate()
 
     def _forget(self, tx: _Base) -> None:
         table = self.client if isinstance(tx, ClientTransaction) else self.server
