@@ -593,6 +593,12 @@ class SipCore:
     def stop_accepting(self) -> None:
         self.accepting = False
 
+    def close(self) -> None:
+        """After draining: cancel session timers and transaction timers."""
+        for dialog in list(self.dialogs):
+            self._close_dialog(dialog)
+        self.layer.close()
+
     def active_dialogs(self) -> List[Dialog]:
         return list(self.dialogs)
 

@@ -1,0 +1,304 @@
+"""makeService(): the Twisted service tree that ``twistd siprec`` starts.
+
+::
+
+    MultiService "siprec"
+    ├── SIP listeners (UDP/TCP per PORTS, TLS on TLS_PORT)
+    ├── MediaService (RTP ports)
+    └── HTTP (Klein API, health, metrics)
+
+Stopping the tree (SIGTERM, SIGINT, tests) drains first: new INVITEs get
+503, every call is sent BYE and finalised, then listeners close.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from typing import Dict, List, Optional, Tuple
+
+from twisted.application import internet, service
+from twisted.internet import defer, endpoints, ssl
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+import siprec
+from siprec.config import Config, ensure_recording_dir
+from siprec.logs import install_log_filter
+from siprec.http.app import SiprecApi, make_site
+from siprec.media.service import MediaService
+from siprec.ops.health import Health
+from siprec.ops.metrics import LiveFigures, Metrics
+from siprec.recording.manager import ManagerSettings, RecordingManager
+from siprec.sip.headers import HeaderError
+from siprec.sip.transaction import Timers
+from siprec.sip.transport import (
+    UDP_MAX_DATAGRAM,
+    OutboundStreamPeer,
+    SipDatagramProtocol,
+    SipStreamFactory,
+    UdpPeer,
+)
+from siprec.sip.uas import SipCore, UasSettings
+
+log = Logger()
+
+__all__ = ["SiprecService", "makeService", "local_address"]
+
+
+def local_address() -> str:
+    """The address of the interface that routes outward (no packet is sent)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # TEST-NET-1; connect() on UDP sends nothing
+        return probe.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        probe.close()
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+def advertised_address(config: Config) -> Tuple[str, str]:
+    """(address, why) to put in Contact and SDP c= lines."""
+    external = (config.external_ip or "").strip()
+    if external and external.lower() != "auto":
+        return external, "EXTERNAL_IP"
+    if config.behind_nat:
+        from siprec.ops.stun import discover_external_address
+        found = discover_external_address(config.stun_server)
+        if found:
+            return found, f"STUN ({config.stun_server})"
+        address = local_address()
+        log.warn("EXTERNAL_IP=auto: STUN server {stun} did not answer; advertising the local "
+                 "interface address {address}", stun=config.stun_server, address=address)
+        return address, "local interface (STUN unreachable)"
+    for name in ("rtp_bind_ip", "sip_host"):
+        value = (getattr(config, name) or "").strip()
+        if value and _is_ip(value) and not ipaddress.ip_address(value).is_unspecified:
+            return value, name.upper()
+    return local_address(), "local interface"
+
+
+class _UdpListener(service.Service):
+    """listenUDP with room for the largest datagram (metadata can be big)."""
+
+    def __init__(self, reactor, port: int, interface: str, protocol_):
+        self.reactor = reactor
+        self.port_number = port
+        self.interface = interface
+        self.protocol = protocol_
+        self.port = None
+
+    def privilegedStartService(self):
+        self.port = self.reactor.listenUDP(self.port_number, self.protocol,
+                                           interface=self.interface,
+                                           maxPacketSize=UDP_MAX_DATAGRAM)
+        self.protocol.local = (self.interface, self.port.getHost().port)
+        service.Service.privilegedStartService(self)
+
+    def startService(self):
+        if self.port is None:
+            self.privilegedStartService()
+        service.Service.startService(self)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+
+
+class SiprecService(service.MultiService):
+    def __init__(self, config: Config, reactor=None):
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.setName("siprec")
+        self.config = config
+        self.reactor = reactor
+        self.metrics = Metrics()
+        self.health = Health(reactor, version=siprec.__version__,
+                             active_calls=lambda: self.manager.active_count)
+        self.threadpool = ThreadPool(minthreads=1, maxthreads=4, name="siprec-files")
+        self.address, self.address_source = advertised_address(config)
+        self.media = MediaService(
+            reactor, config.rtp_port_min, config.rtp_port_max, config.rtp_bind_ip or "",
+            header_interval=config.wav_header_interval)
+        self.media.setServiceParent(self)
+        self.manager = RecordingManager(
+            reactor, self.media,
+            ManagerSettings(
+                recording_dir=config.recording_dir,
+                media_address=self.address,
+                combine_legs=config.recording_combine_legs,
+                rtp_timeout=config.rtp_timeout,
+                max_calls=config.max_concurrent_calls,
+                accept_savp=False,
+                warning_agent=_warn_agent(self.address),
+            ),
+            metrics=self.metrics,
+            threadpool=self.threadpool,
+        )
+        self.core = SipCore(
+            reactor, self.manager,
+            UasSettings(
+                host=self.address,
+                user_agent=config.sip_user_agent,
+                require_metadata=config.siprec_require_metadata,
+                session_expires=config.session_expires,
+                min_se=config.min_se,
+                timers=Timers(t1=config.sip_transaction_t1),
+            ),
+            metrics=self.metrics,
+            peer_for_dialog=self.peer_for_dialog,
+        )
+        self.manager.signalling = self.core
+        self.udp: Dict[int, _UdpListener] = {}
+        self.stream_factories: Dict[str, SipStreamFactory] = {}
+        self._build_sip_listeners()
+        self._build_http()
+        self.metrics.add_live_source(self._live_figures)
+        self.health.add_check("sip", self._sip_check)
+
+    # -- construction ---------------------------------------------------------
+    def _build_sip_listeners(self) -> None:
+        config = self.config
+        host = config.sip_host
+        tcp = SipStreamFactory(self.core, "TCP", config.sip_max_message_size)
+        self.stream_factories["TCP"] = tcp
+        for port in config.ports:
+            udp = _UdpListener(self.reactor, port, host, SipDatagramProtocol(self.core, (host, port)))
+            udp.setName(f"sip-udp-{port}")
+            udp.setServiceParent(self)
+            self.udp[port] = udp
+            listener = internet.TCPServer(port, tcp, interface=host, reactor=self.reactor)
+            listener.setName(f"sip-tcp-{port}")
+            listener.setServiceParent(self)
+        if config.enable_tls:
+            tls = SipStreamFactory(self.core, "TLS", config.sip_max_message_size)
+            self.stream_factories["TLS"] = tls
+            listener = internet.SSLServer(config.tls_port, tls, self.tls_options(),
+                                          interface=host, reactor=self.reactor)
+            listener.setName(f"sip-tls-{config.tls_port}")
+            listener.setServiceParent(self)
+
+    def tls_options(self):
+        with open(self.config.tls_cert_file, "rb") as f:
+            cert_pem = f.read()
+        with open(self.config.tls_key_file, "rb") as f:
+            key_pem = f.read()
+        cert = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
+        return cert.options()
+
+    def _build_http(self) -> None:
+        self.api = SiprecApi(self.manager, self.metrics, self.health, self.reactor)
+        self.site = make_site(self.api)
+        http = internet.TCPServer(self.config.http_port, self.site,
+                                  interface=self.config.http_host, reactor=self.reactor)
+        http.setName("http")
+        http.setServiceParent(self)
+
+    # -- running ----------------------------------------------------------------
+    def startService(self):
+        if self.config.log_level != "info" and self.reactor is _global_reactor():
+            install_log_filter(self.config.log_level)
+        ensure_recording_dir(self.config)
+        self.threadpool.start()
+        super().startService()
+        self.manager.start()
+        log.info("siprec {version} ready: SIP on {host} ports {ports} (UDP/TCP){tls}, HTTP on "
+                 "{http_host}:{http_port}, RTP {rtp_min}-{rtp_max}, advertising {address} ({why}), "
+                 "recordings in {dir}",
+                 version=siprec.__version__, host=self.config.sip_host,
+                 ports=",".join(map(str, self.config.ports)),
+                 tls=f", TLS {self.config.tls_port}" if self.config.enable_tls else "",
+                 http_host=self.config.http_host, http_port=self.config.http_port,
+                 rtp_min=self.config.rtp_port_min, rtp_max=self.config.rtp_port_max,
+                 address=self.address, why=self.address_source,
+                 dir=os.path.abspath(self.config.recording_dir))
+        for name in self.config.unimplemented_enabled():
+            log.warn("{name} is set but that feature is not implemented in this version; ignored",
+                     name=name)
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        log.info("Stopping: refusing new calls, finalising active ones")
+        self.core.stop_accepting()
+        self.health.set_draining()
+        drained = self.manager.drain()
+        timeout = self.config.shutdown_timeout
+        timer = self.reactor.callLater(timeout, drained.cancel) if timeout > 0 else None
+        try:
+            yield drained
+        except defer.CancelledError:
+            log.warn("Shutdown timeout ({t}s) reached with calls still finalising", t=timeout)
+        finally:
+            if timer is not None and timer.active():
+                timer.cancel()
+        self.manager.stop()
+        yield defer.maybeDeferred(super().stopService)
+        self.core.close()
+        self.threadpool.stop()
+
+    # -- routing of requests we send -------------------------------------------
+    def peer_for_dialog(self, dialog):
+        peer = dialog.peer
+        target = None
+        uri = dialog.remote_target
+        if uri is not None and uri.is_sip and _is_ip(uri.host):
+            target = (uri.host, uri.port or (5061 if uri.scheme == "sips" else 5060))
+        if peer.reliable:
+            if getattr(peer, "connected", False):
+                return peer
+            target = target or peer.remote
+            factory = self.stream_factories[peer.transport]
+            if peer.transport == "TLS":
+                endpoint = endpoints.SSL4ClientEndpoint(self.reactor, target[0], target[1],
+                                                        ssl.CertificateOptions())
+            else:
+                endpoint = endpoints.TCP4ClientEndpoint(self.reactor, target[0], target[1])
+            return OutboundStreamPeer(endpoint, factory, target)
+        listener = self.udp.get(peer.local[1])
+        port_transport = listener.port if listener is not None else peer._port
+        return UdpPeer(port_transport, target or peer.remote, peer.local)
+
+    # -- health and metrics ---------------------------------------------------
+    def _sip_check(self):
+        listening = all(l.port is not None for l in self.udp.values())
+        return listening, "listening" if listening else "UDP listener down"
+
+    def _live_figures(self) -> LiveFigures:
+        totals = self.manager.stream_totals()
+        return LiveFigures(
+            active_calls=self.manager.active_count,
+            active_streams=totals["active_streams"],
+            rtp_packets_received=totals["packets"],
+            rtp_bytes_received=totals["bytes"],
+            rtp_packets_dropped=totals["dropped"],
+            rtp_packets_late=totals["late"],
+            ports_in_use=self.media.ports.in_use,
+            ports_free=self.media.free_ports,
+        )
+
+
+def _global_reactor():
+    from twisted.internet import reactor
+    return reactor
+
+
+def _warn_agent(address: str) -> str:
+    return address if _is_ip(address) else "siprec"
+
+
+def makeService(config: Config, reactor=None) -> SiprecService:
+    return SiprecService(config, reactor)
