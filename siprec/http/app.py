@@ -1,0 +1,192 @@
+"""The REST API: sessions, health probes, status and Prometheus metrics.
+
+`SiprecApi` is a Klein class given its collaborators; it is mounted into a Site
+by `make_site` (siprec.http.site), never run on its own. One error handler
+turns every failure into ``{"error": {"code", "message"}}`` with the right
+status; tracebacks go to the log only.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from siprec.http.errors import ApiError, not_found, write_error, write_json
+from siprec.http.limits import body_too_large, check_request, too_large
+from siprec.http.params import page_params
+from siprec.http.site import make_site
+from siprec.ops.health import Health, Readiness
+from siprec.ops.metrics import Metrics
+
+__all__ = ["SiprecApi", "make_site", "FINAL_STATES"]
+
+log = Logger()
+
+FINAL_STATES = frozenset({"ended", "failed"})  # session states that need no terminating
+MAX_SESSION_ID = 512  # longer ids cannot name a session; not passed to the manager
+UNMATCHED = "unmatched"  # route label for requests no route took
+
+
+def _endpoint(app: Klein, path: str, *methods: str) -> Callable:
+    """`app.route` plus what every route needs: request checks and timing."""
+
+    def decorate(handler: Callable) -> Callable:
+        @functools.wraps(handler)
+        def endpoint(self: "SiprecApi", request: IRequest, **kwargs: Any) -> Any:
+            self._observe(request, path)
+            check_request(request)
+            return handler(self, request, **kwargs)
+
+        return app.route(path, methods=list(methods))(endpoint)
+
+    return decorate
+
+
+def _printable(raw: bytes, limit: int = 200) -> str:
+    """Request data fit for a log line: bounded and escaped."""
+    text = raw[:limit].decode("utf-8", "backslashreplace")
+    return text + ("..." if len(raw) > limit else "")
+
+
+class SiprecApi:
+    """HTTP API over the recording manager, metrics and health registry."""
+
+    app = Klein()
+
+    def __init__(self, manager: Any, metrics: Metrics, health: Health,
+                 clock: IReactorTime) -> None:
+        self.manager = manager
+        self.metrics = metrics
+        self.health = health
+        self.clock = clock
+
+    # -- health and status -------------------------------------------------------
+    @_endpoint(app, "/health", "GET")
+    def health_aggregate(self, request: IRequest) -> Deferred:
+        """Liveness, readiness and status in one answer; 503 unless ready."""
+
+        def answer(readiness: Readiness) -> bytes:
+            if readiness.ok:
+                status = "healthy"
+            else:
+                status = "draining" if readiness.draining else "unhealthy"
+            body = {**self._status(), **readiness.to_json(),
+                    "status": status, "live": True, "ready": readiness.ok}
+            return write_json(request, 200 if readiness.ok else 503, body)
+
+        return self.health.ready().addCallback(answer)
+
+    @_endpoint(app, "/health/live", "GET")
+    def health_live(self, request: IRequest) -> bytes:
+        return write_json(request, 200, self.health.live())
+
+    @_endpoint(app, "/health/ready", "GET")
+    def health_ready(self, request: IRequest) -> Deferred:
+        def answer(readiness: Readiness) -> bytes:
+            return write_json(request, 200 if readiness.ok else 503, readiness.to_json())
+
+        return self.health.ready().addCallback(answer)
+
+    @_endpoint(app, "/status", "GET")
+    def status(self, request: IRequest) -> bytes:
+        return write_json(request, 200, self._status())
+
+    def _status(self) -> dict:
+        """The manager is the authority on active calls."""
+        return {**self.health.status(), "active_calls": int(self.manager.active_count)}
+
+    # -- sessions --------------------------------------------------------------------
+    @_endpoint(app, "/api/sessions", "GET")
+    def list_sessions(self, request: IRequest) -> bytes:
+        page = page_params(request.args)
+        sessions = list(self.manager.sessions())
+        items = [session.summary() for session in page.slice(sessions)]
+        return write_json(request, 200, {"sessions": items, "total": len(sessions),
+                                         "limit": page.limit, "offset": page.offset})
+
+    @_endpoint(app, "/api/sessions/<path:session_id>", "GET")
+    def get_session(self, request: IRequest, session_id: str) -> bytes:
+        return write_json(request, 200, self._find(session_id).detail())
+
+    @_endpoint(app, "/api/sessions/<path:session_id>", "DELETE")
+    def terminate_session(self, request: IRequest, session_id: str) -> bytes:
+        """Ask for a BYE and finalisation; answer without waiting for them (202)."""
+        session = self._find(session_id)
+        if session.state in FINAL_STATES:
+            return write_json(request, 200, session.summary())
+        finalised = self.manager.terminate(session_id)
+        if finalised is None:  # ended and forgotten since _find
+            raise not_found("session not found")
+        finalised.addErrback(self._terminate_failed, session.id)
+        status = 200 if session.state in FINAL_STATES else 202
+        return write_json(request, status, session.summary())
+
+    def _find(self, session_id: str) -> Any:
+        session = None
+        if 0 < len(session_id) <= MAX_SESSION_ID:
+            session = self.manager.get(session_id)
+        if session is None:
+            raise not_found("session not found")
+        return session
+
+    @staticmethod
+    def _terminate_failed(failure: Failure, session_id: str) -> None:
+        log.failure("Terminating session {session_id} from the API failed", failure,
+                    session_id=session_id)
+
+    # -- metrics -----------------------------------------------------------------------
+    @_endpoint(app, "/metrics", "GET")
+    def prometheus(self, request: IRequest) -> bytes:
+        accept = request.getHeader(b"Accept")
+        body, content_type = self.metrics.render(accept.decode("latin-1") if accept else None)
+        request.setHeader(b"Content-Type", content_type.encode("latin-1"))
+        request.setHeader(b"Cache-Control", b"no-store")
+        return body
+
+    # -- errors and bookkeeping ------------------------------------------------------------
+    @app.handle_errors(Exception)
+    def _error(self, request: IRequest, failure: Failure) -> bytes:
+        """The one place failures become answers."""
+        try:
+            error = self._api_error(request, failure)
+        except Exception:
+            log.failure("Error handler failed")
+            error = ApiError(500, "internal_error", "internal server error")
+        return write_error(request, error)
+
+    def _api_error(self, request: IRequest, failure: Failure) -> ApiError:
+        error = failure.value
+        if isinstance(error, ApiError):
+            return error
+        if isinstance(error, HTTPException):
+            # Raised by routing, before any endpoint (and its checks) ran.
+            self._observe(request, UNMATCHED)
+            if body_too_large(request):
+                return too_large()
+            if isinstance(error, MethodNotAllowed):
+                allowed = ", ".join(sorted(error.valid_methods or ()))
+                return ApiError(405, "method_not_allowed", "method not allowed on this resource",
+                                headers=[(b"Allow", allowed.encode("ascii"))])
+            # NotFound, and redirects to canonical paths (we do not send clients elsewhere).
+            return not_found()
+        log.failure("Unhandled error answering {method} {path}", failure,
+                    method=_printable(request.method), path=_printable(request.uri))
+        return ApiError(500, "internal_error", "internal server error")
+
+    def _observe(self, request: IRequest, route: str) -> None:
+        """Count and time the request once it is answered."""
+        started = self.clock.seconds()
+
+        def done(_: object) -> None:
+            self.metrics.http_request(route, request.method.decode("latin-1"), request.code,
+                                      self.clock.seconds() - started)
+
+        request.notifyFinish().addBoth(done)
