@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Dict, Optional, Tuple, Union
 
-from twisted.internet.defer import Deferred, TimeoutError, gatherResults, maybeDeferred
+from twisted.internet.defer import (
+    CancelledError, Deferred, FirstError, TimeoutError, gatherResults, maybeDeferred,
+)
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -116,7 +118,7 @@ class Health:
         return {"status": "alive", "uptime_seconds": round(self.uptime(), 3)}
 
     def ready(self) -> "Deferred[Readiness]":
-        """Run every check; never errbacks."""
+        """Run every check; errbacks only when cancelled (the prober went away)."""
         names = list(self._checks)
         runs = [self._run(name, self._checks[name]) for name in names]
         d = gatherResults(runs)
@@ -125,6 +127,7 @@ class Health:
             draining=self._draining,
             checks=tuple(results),
         ))
+        d.addErrback(lambda failure: failure.value.subFailure if failure.check(FirstError) else failure)
         return d
 
     def status(self) -> dict:
@@ -157,7 +160,9 @@ class Health:
                   name=name, kind=type(outcome).__name__)
         return CheckResult(name, False, "check returned an invalid result")
 
-    def _failed(self, name: str, failure: Failure) -> CheckResult:
+    def _failed(self, name: str, failure: Failure) -> Union[CheckResult, Failure]:
+        if failure.check(CancelledError):
+            return failure  # the probe was abandoned; nothing to report or log
         if failure.check(TimeoutError):
             return CheckResult(name, False, f"timed out after {self.check_timeout:g}s")
         log.failure("Health check {name} raised", failure, name=name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import List
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
@@ -81,6 +81,18 @@ class HealthTests(SynchronousTestCase):
         readiness = self.successResultOf(result)
         self.assertFalse(readiness.ok)
         self.assertEqual(readiness.checks[0], CheckResult("stt", False, "timed out after 2s"))
+
+    def test_abandoned_probe_cancels_quietly(self) -> None:
+        """A prober hanging up cancels pending checks without logging errors."""
+        cancelled = []
+        self.health.add_check("db", lambda: Deferred(lambda d: cancelled.append(d)))
+        result = self.health.ready()
+        result.cancel()
+        self.failureResultOf(result, CancelledError)
+        self.assertEqual(len(cancelled), 1)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.clock.advance(10)  # no timeout fires later
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_raising_check_fails_without_leaking_message(self) -> None:
         def check():
