@@ -482,6 +482,9 @@ def parse_message(data: bytes, *, max_size: Optional[int] = None) -> Message:
         message = Response(int(code), reason or "", headers=headers, version=version)
     else:
         request_match = _REQUEST_LINE_RE.fullmatch(start)
+        if not request_match and start[:4].upper() == "SIP/":
+            # A garbled status line: responses are never answered.
+            raise SipParseError(f"Malformed status line {start[:60]!r}")
         if not request_match:
             provisional = Request("", "", headers=headers)
             raise SipParseError(
