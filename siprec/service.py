@@ -232,6 +232,8 @@ class SiprecService(service.MultiService):
 
     @defer.inlineCallbacks
     def stopService(self):
+        if not self.running:
+            return
         log.info("Stopping: refusing new calls, finalising active ones")
         self.core.stop_accepting()
         self.health.set_draining()

@@ -146,6 +146,7 @@ class SrcCall:
         self.rtp_ports: Dict[str, object] = {}
         self.remote_media: Dict[str, Tuple[str, int]] = {}
         self.requests: List[Request] = []
+        self.rtp_state: Dict[str, List[int]] = {}  # label -> [next seq, next timestamp]
         self.invite_branch = ""
         self.invite_bytes = b""
 
@@ -389,15 +390,19 @@ class SrcClient:
             encode = encode_ulaw if stream.payload_type == 0 else encode_alaw
             payload = encode(signal)
             frames = [payload[i:i + samples] for i in range(0, len(payload), samples)]
-            plans.append((stream, frames, ssrc_base + n))
-        total = max((len(f) for _, f, _ in plans), default=0)
+            # RTP state continues across calls, as a real SRC's would.
+            state_ = call.rtp_state.setdefault(stream.label, [1000, 160000])
+            plans.append((stream, frames, ssrc_base + n, state_[0], state_[1]))
+            state_[0] += len(frames)
+            state_[1] += len(frames) * samples
+        total = max((len(p[1]) for p in plans), default=0)
         state = {"i": 0}
         done = Deferred()
 
         def send_index(i):
-            for stream, frames, ssrc in plans:
+            for stream, frames, ssrc, seq0, ts0 in plans:
                 if i < len(frames) and not drop(stream.label, i):
-                    packet = rtp_packet(1000 + i, 160000 + i * samples, ssrc, bytes(frames[i]),
+                    packet = rtp_packet(seq0 + i, ts0 + i * samples, ssrc, bytes(frames[i]),
                                         pt=stream.payload_type, marker=(i == 0))
                     port = call.rtp_ports[stream.label]
                     port.write(packet, call.remote_media[stream.label])
