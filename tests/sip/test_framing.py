@@ -228,3 +228,37 @@ class LinearityTests(SynchronousTestCase):
         data = message("a", b"b" * 500)
         feed_all(framer, [data[i : i + 1] for i in range(len(data))])
         self.assertEqual(len(calls), 1)
+
+
+class FuzzTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.binary(max_size=200), max_size=20), st.integers(50, 2000))
+    def test_only_framing_error_escapes(self, chunks: List[bytes], cap: int) -> None:
+        """Arbitrary bytes in arbitrary chunks: events or FramingError, nothing else."""
+        framer = StreamFramer(cap)
+        try:
+            for chunk in chunks:
+                for item in framer.feed(chunk):
+                    self.assertIsInstance(item, (Frame, KeepAlive))
+                    if isinstance(item, Frame):
+                        self.assertLessEqual(len(item.data), cap)
+        except FramingError as error:
+            self.assertIn(error.status, (400, 513))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.data())
+    def test_noise_between_messages(self, data) -> None:
+        """Keep-alives and stray line ends between messages never lose a message."""
+        noise = st.sampled_from([b"", b"\r\n", b"\r\n\r\n", b"\n", b"\n\n"])
+        parts, expected = [], []
+        for i in range(data.draw(st.integers(1, 5))):
+            parts.append(data.draw(noise))
+            msg = message(f"m{i}", data.draw(st.binary(max_size=50)))
+            parts.append(msg)
+            expected.append(msg)
+        parts.append(data.draw(noise))
+        stream = b"".join(parts)
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+        points = [0] + cuts + [len(stream)]
+        events = feed_all(StreamFramer(), [stream[a:b] for a, b in zip(points, points[1:])])
+        self.assertEqual([e.data for e in events if isinstance(e, Frame)], expected)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Tuple
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -597,3 +599,64 @@ class ClientTransactionTests(Base):
         tx.deferred.addErrback(lambda f: None)
         self.advance_to(TIMEOUT)
         self.assertIs(tx.state, State.TERMINATED)
+
+
+_actions = st.lists(st.one_of(
+    st.tuples(st.just("request"), st.sampled_from(["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS"]),
+              st.sampled_from(["z9hG4bKa", "z9hG4bKb", None]), st.sampled_from([None, "srs1"])),
+    st.tuples(st.just("respond"), st.integers(0, 10), st.sampled_from([100, 180, 200, 202, 404, 487, 500])),
+    st.tuples(st.just("ack_for_2xx"), st.integers(0, 10)),
+    st.tuples(st.just("advance"), st.sampled_from([0, 0.1, 0.5, 2, 10, 40])),
+    st.tuples(st.just("client"), st.sampled_from(["z9hG4bKc1", "z9hG4bKc2"])),
+    st.tuples(st.just("client_response"), st.sampled_from(["z9hG4bKc1", "z9hG4bKc2", "z9hG4bKzz"]),
+              st.sampled_from([100, 200, 408])),
+), max_size=30)
+
+
+class RandomSequenceTests(Base):
+    @settings(max_examples=200, deadline=None)
+    @given(_actions, st.sampled_from(["UDP", "TCP"]))
+    def test_any_sequence_is_safe_and_leaves_nothing_behind(self, actions, transport) -> None:
+        """Whatever arrives in whatever order: no exception, every message sent parses,
+        and once every transaction is answered, timers empty both tables."""
+        self.setUp()
+        self.peer = FakePeer(self.clock, transport)
+        self.tu.on_request = None
+        txs: List[ServerTransaction] = []
+        client_requests = {}
+        for action in actions:
+            kind = action[0]
+            if kind == "request":
+                _, method, branch, to_tag = action
+                self.receive(make_request(method, branch=branch, to_tag=to_tag))
+                txs[:] = self.tu.requests + [c for c, _ in self.tu.cancels]
+            elif kind == "respond" and txs:
+                tx = txs[action[1] % len(txs)]
+                status = action[2]
+                if tx.request.method != "INVITE" and status == 487:
+                    status = 481
+                self.respond(tx, status)
+            elif kind == "ack_for_2xx" and txs:
+                tx = txs[action[1] % len(txs)]
+                if isinstance(tx, InviteServerTransaction):
+                    tx.ack_for_2xx()
+            elif kind == "advance":
+                self.advance_to(self.clock.seconds() + action[1])
+            elif kind == "client":
+                request = make_request("BYE", branch=action[1], sent_by="192.0.2.10:5060",
+                                       to_tag="srs1")
+                client_requests[action[1]] = request
+                self.layer.send_request(request, self.peer).deferred.addErrback(lambda f: None)
+            elif kind == "client_response":
+                request = client_requests.get(action[1]) or make_request(
+                    "BYE", branch=action[1], sent_by="192.0.2.10:5060")
+                self.layer.receive_response(make_response(request, action[2]), self.peer)
+        for tx in self.tu.requests + [c for c, _ in self.tu.cancels]:
+            if not tx.final_sent:
+                self.respond(tx, 500)
+        self.advance_to(self.clock.seconds() + 3 * TIMEOUT)
+        self.assertEqual(self.layer.server, {})
+        self.assertEqual(self.layer.client, {})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        for _, data in self.peer.sent:
+            parse_message(data)
