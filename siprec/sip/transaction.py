@@ -29,6 +29,7 @@ __all__ = [
     "NonInviteServerTransaction",
     "ClientTransaction",
     "TransactionTimeout",
+    "TransactionClosed",
     "State",
     "server_key",
 ]
@@ -83,6 +84,10 @@ class State(enum.Enum):
 
 class TransactionTimeout(Exception):
     """No final response arrived before Timer F."""
+
+
+class TransactionClosed(TransactionTimeout):
+    """The layer was closed (shutdown) before a final response arrived."""
 
 
 def server_key(request: Request) -> Hashable:
@@ -419,9 +424,17 @@ class TransactionLayer:
         return tx
 
     def close(self) -> None:
-        """Stop every transaction's timers (service shutdown)."""
+        """Stop every transaction's timers (service shutdown).
+
+        A client transaction still waiting fails its Deferred with
+        :class:`TransactionClosed`, so nobody waits forever for a BYE's answer.
+        """
         for tx in list(self.server.values()) + list(self.client.values()):
+            waiting = isinstance(tx, ClientTransaction) and tx.state in (State.TRYING, State.PROCEEDING)
             tx.terminate()
+            if waiting:
+                tx.deferred.errback(TransactionClosed(
+                    f"Transaction layer closed before a final response to {tx.request.method}"))
 
     def _forget(self, tx: _Base) -> None:
         table = self.client if isinstance(tx, ClientTransaction) else self.server

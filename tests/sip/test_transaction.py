@@ -21,6 +21,7 @@ from siprec.sip.transaction import (
     ServerTransaction,
     State,
     Timers,
+    TransactionClosed,
     TransactionLayer,
     TransactionTimeout,
     server_key,
@@ -592,6 +593,17 @@ class ClientTransactionTests(Base):
         self.layer.receive_response(response, self.peer)  # no Via, no CSeq
         self.layer.receive_response(self.response_to(self.bye(), 200), self.peer)
         self.assertEqual(self.layer.stray_responses, 2)
+
+    def test_close_fails_waiting_client_transactions(self) -> None:
+        """Shutdown: timers stop, tables empty, a pending BYE's Deferred fails at once."""
+        tx = self.layer.send_request(self.bye(), self.peer)
+        failures: list = []
+        tx.deferred.addErrback(failures.append)
+        self.invite_tx()
+        self.layer.close()
+        self.assertTrue(failures[0].check(TransactionClosed, TransactionTimeout))
+        self.assertEqual((self.layer.server, self.layer.client), ({}, {}))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_send_failure_does_not_escape(self) -> None:
         self.peer.fail = True
