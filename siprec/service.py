@@ -175,9 +175,12 @@ class SiprecService(service.MultiService):
         config = self.config
         host = config.sip_host
         tcp = SipStreamFactory(self.core, "TCP", config.sip_max_message_size)
+        tcp.noisy = False
         self.stream_factories["TCP"] = tcp
         for port in config.ports:
-            udp = _UdpListener(self.reactor, port, host, SipDatagramProtocol(self.core, (host, port)))
+            protocol_ = SipDatagramProtocol(self.core, (host, port))
+            protocol_.noisy = False
+            udp = _UdpListener(self.reactor, port, host, protocol_)
             udp.setName(f"sip-udp-{port}")
             udp.setServiceParent(self)
             self.udp[port] = udp
@@ -186,6 +189,7 @@ class SiprecService(service.MultiService):
             listener.setServiceParent(self)
         if config.enable_tls:
             tls = SipStreamFactory(self.core, "TLS", config.sip_max_message_size)
+            tls.noisy = False
             self.stream_factories["TLS"] = tls
             listener = internet.SSLServer(config.tls_port, tls, self.tls_options(),
                                           interface=host, reactor=self.reactor)
@@ -203,6 +207,7 @@ class SiprecService(service.MultiService):
     def _build_http(self) -> None:
         self.api = SiprecApi(self.manager, self.metrics, self.health, self.reactor)
         self.site = make_site(self.api)
+        self.site.noisy = False
         http = internet.TCPServer(self.config.http_port, self.site,
                                   interface=self.config.http_host, reactor=self.reactor)
         http.setName("http")
