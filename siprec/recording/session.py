@@ -67,7 +67,8 @@ class StreamSlot:
     wav_path: str
     media: object = None  # MediaStream while open
     port: int = 0
-    paused_by_sdp: bool = False
+    paused_by_sdp: bool = False  # a=inactive: the SRC paused recording; packets are muted
+    held: bool = False  # c=0.0.0.0: on hold; nothing expected, but what arrives is kept
     closed: bool = False
     final_stats: dict = field(default_factory=dict)
 
@@ -268,9 +269,12 @@ class RecordingSession:
                       label=label, error=e)
             raise CallRejected(503, "No RTP port available", headers=[("Retry-After", "5")])
         slot = StreamSlot(key=key, label=label, index=plan.index, plan=plan, wav_path=wav_path,
-                          media=media, port=media.port, paused_by_sdp=not plan.receiving)
+                          media=media, port=media.port, paused_by_sdp=not plan.receiving,
+                          held=_held(plan))
         if slot.paused_by_sdp:
-            self._pause_started(slot, "sdp-inactive" if not plan.on_hold else "hold")
+            self._pause_started(slot, "sdp-inactive")
+        elif slot.held:
+            self._pause_started(slot, "hold")
         if self.api_paused and hasattr(media, "pause"):
             media.pause()
         self.slots[key] = slot
@@ -278,23 +282,31 @@ class RecordingSession:
         return slot
 
     def _apply_direction(self, slot: StreamSlot, plan: StreamPlan) -> None:
-        """a=inactive / hold pauses a stream, sendonly/sendrecv resumes it."""
-        paused = not plan.receiving
-        if paused == slot.paused_by_sdp:
+        """a=inactive pauses a stream (muted, RFC 7866 pause); c=0.0.0.0 marks it held
+        (no RTP expected, but anything that still arrives is recorded); sendonly or
+        sendrecv with a real address resumes it."""
+        paused, held = not plan.receiving, _held(plan)
+        if paused == slot.paused_by_sdp and held == slot.held:
             return
-        slot.paused_by_sdp = paused
+        if slot.paused_by_sdp or slot.held:
+            self._pause_ended(slot)
         if paused:
             log.info("Call {call_id}: stream {label} paused by the SRC ({why})", call_id=self.call_id,
-                     label=slot.label, why="hold" if plan.on_hold else plan.offered_direction)
-            self._pause_started(slot, "hold" if plan.on_hold else "sdp-inactive")
-            if slot.media is not None:
-                slot.media.pause()
+                     label=slot.label, why=plan.offered_direction)
+            self._pause_started(slot, "sdp-inactive")
+        elif held:
+            log.info("Call {call_id}: stream {label} put on hold (c=0.0.0.0)", call_id=self.call_id,
+                     label=slot.label)
+            self._pause_started(slot, "hold")
         else:
             log.info("Call {call_id}: stream {label} resumed by the SRC", call_id=self.call_id,
                      label=slot.label)
-            self._pause_ended(slot)
-            if slot.media is not None and not self.api_paused:
+        if slot.media is not None:
+            if paused and not slot.paused_by_sdp:
+                slot.media.pause()
+            elif not paused and slot.paused_by_sdp and not self.api_paused:
                 slot.media.resume()
+        slot.paused_by_sdp, slot.held = paused, held
 
     def _pause_started(self, slot: Optional[StreamSlot], reason: str) -> None:
         self.pauses.append({"label": slot.label if slot else None, "reason": reason,
@@ -333,7 +345,7 @@ class RecordingSession:
     def last_activity(self) -> Optional[float]:
         """Newest RTP arrival over streams expected to carry media; None if none are."""
         expecting = [s for s in self.slots.values()
-                     if not s.closed and not s.paused_by_sdp and s.media is not None]
+                     if not s.closed and not s.paused_by_sdp and not s.held and s.media is not None]
         if not expecting or self.api_paused:
             return None
         latest = self.started_at or self.created
@@ -380,7 +392,7 @@ class RecordingSession:
 
     def _close_slot(self, slot: StreamSlot) -> Deferred:
         slot.closed = True
-        if slot.paused_by_sdp:
+        if slot.paused_by_sdp or slot.held:
             self._pause_ended(slot)
         media = slot.media
         d = maybeDeferred(self.manager.media.close_stream, media)
@@ -445,7 +457,7 @@ class RecordingSession:
                 "index": slot.index,
                 "codec": slot.codec,
                 "port": slot.port,
-                "state": "closed" if slot.closed else ("paused" if (slot.paused_by_sdp or self.api_paused) else "active"),
+                "state": _slot_state(slot, self.api_paused),
                 "direction": slot.plan.offered_direction,
                 "remote_address": list(slot.plan.remote_address) if slot.plan.remote_address else None,
                 "file": slot.wav_path,
@@ -505,6 +517,18 @@ class RecordingSession:
         parts.append("</siprec-metadata-log>\n")
         self.manager.write_file(self.base_path + ".metadata.xml", "\n".join(parts).encode("utf-8"))
         self.files["metadata"] = self.base_path + ".metadata.xml"
+
+
+def _held(plan: StreamPlan) -> bool:
+    return plan.on_hold and plan.receiving
+
+
+def _slot_state(slot: StreamSlot, api_paused: bool) -> str:
+    if slot.closed:
+        return "closed"
+    if slot.paused_by_sdp or api_paused:
+        return "paused"
+    return "held" if slot.held else "active"
 
 
 def _participant_brief(participant) -> Optional[dict]:

@@ -276,3 +276,95 @@ class RequireMetadataTests(TestCase):
 def _bare_call(client, call_id):
     from siprec.testing.src import SrcCall
     return SrcCall(client, call_id, [])
+
+
+class MidCallTests(TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.service = start_server(self)
+        self.client = SrcClient(reactor, ("127.0.0.1", self.service.config.ports[0]))
+        yield self.client.start()
+        self.addCleanup(self.client.stop)
+
+    def files(self, call):
+        return os.path.join(self.service.config.recording_dir, call.call_id)
+
+    @defer.inlineCallbacks
+    def test_reinvite_without_sdp(self):
+        """A re-INVITE without SDP gets our recvonly offer; the ACK carries the answer."""
+        call = yield self.client.invite(two_streams())
+        answer = (sdp_offer("127.0.0.1", call.streams, version=5)
+                  .replace(b"a=sendonly", b"a=sendonly"))
+        response = yield self.client.reinvite(call, sdp=None, ack_body=answer)
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.headers.get("Content-Type"), "application/sdp")
+        offer = response.body.decode()
+        self.assertEqual(offer.count("m=audio"), 2)
+        self.assertEqual(offer.count("a=recvonly"), 2)
+        self.assertIn("a=label:leg0", offer)
+        yield _sleep(0.1)
+        session = self.service.manager.get(call.call_id)
+        self.assertEqual(session.state, "active")
+        yield self.client.send_audio(call, {"leg0": tone(440, 0.4)})
+        yield self.client.bye(call)
+        yield session.end("test")
+        rate, _, data = read_wav(self.files(call) + "_leg0.wav")
+        assert_close(self, dominant_frequency(data[:, 0], rate), 440, 10)
+
+    @defer.inlineCallbacks
+    def test_hold_with_zero_address(self):
+        """c=0.0.0.0 (old-style hold) marks the streams held and is recorded as a hold."""
+        call = yield self.client.invite(two_streams())
+        held = sdp_offer("127.0.0.1", call.streams, version=2, hold=True)
+        response = yield self.client.reinvite(call, sdp=held)
+        self.assertEqual(response.status, 200)
+        session = self.service.manager.get(call.call_id)
+        states = {s["label"]: s["state"] for s in session.summary()["streams"]}
+        self.assertEqual(states, {"leg0": "held", "leg1": "held"})
+        self.assertIsNone(session.last_activity())  # no RTP timeout while held
+        self.assertEqual({p["reason"] for p in session.pauses}, {"hold"})
+        response = yield self.client.reinvite(call)
+        states = {s["label"]: s["state"] for s in session.summary()["streams"]}
+        self.assertEqual(states, {"leg0": "active", "leg1": "active"})
+        yield self.client.bye(call)
+
+    @defer.inlineCallbacks
+    def test_stream_added_and_removed(self):
+        """A re-INVITE that adds a third m-line opens a third recorded stream; port 0 closes it."""
+        call = yield self.client.invite(two_streams())
+        self.client.calls[call.call_id] = call
+        from siprec.testing.src import _RtpSender
+        third = StreamOffer("leg2", payload_type=0)
+        port = reactor.listenUDP(0, _RtpSender(), interface="127.0.0.1")
+        third.rtp_port = port.getHost().port
+        call.rtp_ports["leg2"] = port
+        call.streams.append(third)
+        response = yield self.client.reinvite(call)
+        self.assertEqual(response.status, 200)
+        answer = parse_sdp_bytes(response.body)
+        self.assertEqual(len(answer.media), 3)
+        self.assertNotEqual(answer.media[2].port, 0)
+        call.remote_media["leg2"] = ("127.0.0.1", answer.media[2].port)
+        yield self.client.send_audio(call, {"leg2": tone(1500, 0.4)})
+        removed = sdp_offer("127.0.0.1", call.streams, version=9).replace(
+            f"m=audio {third.rtp_port} ".encode(), b"m=audio 0 ")
+        response = yield self.client.reinvite(call, sdp=removed)
+        self.assertEqual(response.status, 200)
+        answer = parse_sdp_bytes(response.body)
+        self.assertEqual([m.port == 0 for m in answer.media], [False, False, True])
+        session = self.service.manager.get(call.call_id)
+        states = {s["label"]: s["state"] for s in session.summary()["streams"]}
+        self.assertEqual(states["leg2"], "closed")
+        yield self.client.bye(call)
+        yield session.end("test")
+        rate, _, data = read_wav(self.files(call) + "_leg2.wav")
+        assert_close(self, dominant_frequency(data[:, 0], rate), 1500, 10)
+        rate, channels, _ = read_wav(self.files(call) + ".wav")
+        self.assertEqual(channels, 3)
+
+
+def parse_sdp_bytes(body):
+    from siprec.sip.sdp import parse_sdp
+    return parse_sdp(body)
