@@ -1,12 +1,16 @@
-"""LOG_LEVEL: filter what reaches the observers twistd installed."""
+"""LOG_LEVEL and LOG_FORMAT: applied to what twistd set up, once the service starts."""
 
 from __future__ import annotations
+
+import sys
+from typing import IO, Optional
 
 from twisted.logger import (
     FilteringLogObserver,
     LogLevel,
     LogLevelFilterPredicate,
     globalLogPublisher,
+    jsonFileLogObserver,
 )
 
 __all__ = ["install_log_filter", "LEVELS"]
@@ -19,25 +23,33 @@ LEVELS = {
     "error": LogLevel.error,
 }
 
-_installed = []
 
+def install_log_filter(level_name: str, log_format: str = "text", publisher=globalLogPublisher,
+                       stream: Optional[IO[str]] = None) -> LogLevelFilterPredicate:
+    """Wrap the observers of ``publisher`` in a level filter.
 
-def install_log_filter(level_name: str, publisher=globalLogPublisher) -> LogLevelFilterPredicate:
-    """Wrap every current observer of ``publisher`` in a level filter.
-
-    Called when the service starts, after twistd began logging; calling
+    With ``log_format="json"`` the text observers are replaced by one that
+    writes a JSON object per line to ``stream`` (standard output). Calling
     again only changes the level (config reload).
     """
     level = LEVELS[str(level_name).lower()]
-    if _installed:
-        predicate = _installed[0]
+    current = [o for o in list(getattr(publisher, "_observers", []))
+               if isinstance(o, FilteringLogObserver) and getattr(o, "_siprec", None)]
+    if current:
+        predicate = current[0]._siprec
         predicate.setLogLevelForNamespace("", level)
         return predicate
     predicate = LogLevelFilterPredicate(defaultLogLevel=level)
-    for observer in list(getattr(publisher, "_observers", [])):
-        if isinstance(observer, FilteringLogObserver):
-            continue
-        publisher.removeObserver(observer)
-        publisher.addObserver(FilteringLogObserver(observer, [predicate]))
-    _installed.append(predicate)
+    observers = list(getattr(publisher, "_observers", []))
+    if log_format == "json":
+        for observer in observers:
+            publisher.removeObserver(observer)
+        observers = [jsonFileLogObserver(stream or sys.stdout)]
+    else:
+        for observer in observers:
+            publisher.removeObserver(observer)
+    for observer in observers:
+        wrapped = FilteringLogObserver(observer, [predicate])
+        wrapped._siprec = predicate
+        publisher.addObserver(wrapped)
     return predicate

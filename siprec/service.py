@@ -118,8 +118,9 @@ class _UdpListener(service.Service):
 
 
 class SiprecService(service.MultiService):
-    def __init__(self, config: Config, reactor=None):
+    def __init__(self, config: Config, reactor=None, install_logging: bool = False):
         super().__init__()
+        self.install_logging = install_logging  # twistd's observers get LOG_LEVEL/LOG_FORMAT
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
@@ -215,8 +216,8 @@ class SiprecService(service.MultiService):
 
     # -- running ----------------------------------------------------------------
     def startService(self):
-        if self.config.log_level != "info" and self.reactor is _global_reactor():
-            install_log_filter(self.config.log_level)
+        if self.install_logging:
+            install_log_filter(self.config.log_level, self.config.log_format)
         ensure_recording_dir(self.config)
         self.threadpool.start()
         super().startService()
@@ -298,14 +299,9 @@ class SiprecService(service.MultiService):
         )
 
 
-def _global_reactor():
-    from twisted.internet import reactor
-    return reactor
-
-
 def _warn_agent(address: str) -> str:
     return address if _is_ip(address) else "siprec"
 
 
-def makeService(config: Config, reactor=None) -> SiprecService:
-    return SiprecService(config, reactor)
+def makeService(config: Config, reactor=None, install_logging: bool = False) -> SiprecService:
+    return SiprecService(config, reactor, install_logging)

@@ -58,4 +58,4 @@ def makeService(options: Options):
     config = options.config
     for warning in getattr(config, "warnings", ()):
         print(f"siprec: warning: {warning}", file=sys.stderr)
-    return build(config)
+    return build(config, install_logging=True)

@@ -18,4 +18,4 @@ except ConfigError as e:
     raise SystemExit(f"siprec: configuration error: {e}")
 
 application = service.Application("siprec")
-makeService(_config).setServiceParent(application)
+makeService(_config, install_logging=True).setServiceParent(application)
