@@ -652,7 +652,7 @@ SETTINGS: tuple[Setting, ...] = tuple(
         ("LOG_LEVEL", Choice(LOG_LEVELS, aliases=(("warning", "warn"),)), "info",
          "Lowest level of log events written."),
         ("LOG_FORMAT", Choice(("text", "json")), "text",
-         "text for people, json for one JSON object per line."),
+         "text for people (twistd's log); json writes one JSON object per line to standard output."),
     )
     + _section(
         "Operations",
