@@ -61,9 +61,18 @@ class Dialog:
 
     def create_request(self, method: str, via: str, contact: str,
                        user_agent: Optional[str] = None) -> Request:
-        """A request we originate in this dialog (BYE), RFC 3261 §12.2.1.1."""
+        """A request we originate in this dialog (BYE, UPDATE), RFC 3261 §12.2.1.1.
+
+        A route set whose first hop is a strict router (no ``lr``) puts that
+        hop in the Request-URI and the remote target last in Route.
+        """
         self.local_cseq += 1
         target = str(self.remote_target) if self.remote_target else _uri_of(self.remote_party)
+        routes = list(self.route_set)
+        if routes and not _is_loose(routes[0]):
+            first = routes.pop(0)
+            routes.append(f"<{target}>")
+            target = _uri_of(first)
         headers = Headers()
         headers.add("Via", via)
         headers.add("Max-Forwards", "70")
@@ -72,7 +81,7 @@ class Dialog:
         headers.add("Call-ID", self.call_id)
         headers.add("CSeq", f"{self.local_cseq} {method}")
         headers.add("Contact", contact)
-        for route in self.route_set:
+        for route in routes:
             headers.add("Route", route)
         if user_agent:
             headers.add("User-Agent", user_agent)
@@ -84,6 +93,14 @@ def _uri_of(party: str) -> str:
         return str(parse_name_addr(party).uri)
     except ValueError:
         return party
+
+
+def _is_loose(route: str) -> bool:
+    """Whether a Record-Route hop is a loose router (``;lr``); unparseable ones count as loose."""
+    try:
+        return "lr" in parse_name_addr(route).uri.params
+    except ValueError:
+        return True
 
 
 class DialogTable:
@@ -122,6 +139,10 @@ class DialogTable:
         if len(candidates) == 1:
             return candidates[0], False
         return None, False
+
+    def matching(self, call_id: str, remote_tag: Optional[str]) -> List[Dialog]:
+        """Every dialog with this Call-ID and remote (From) tag."""
+        return list(self._by_call.get((call_id, remote_tag), []))
 
 
 def via_value(transport: str, host: str, port: int, branch: Optional[str] = None) -> str:

@@ -7,7 +7,7 @@ answered or dropped with one log line and never kills a listener.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred
@@ -20,8 +20,8 @@ from siprec.sip.routing import response_address, stamp_via
 
 log = Logger()
 
-__all__ = ["UdpPeer", "StreamPeer", "SipDatagramProtocol", "SipStreamProtocol",
-           "SipStreamFactory", "UDP_MAX_DATAGRAM"]
+__all__ = ["UdpPeer", "StreamPeer", "OutboundStreamPeer", "SipDatagramProtocol",
+           "SipStreamProtocol", "SipStreamFactory", "UDP_MAX_DATAGRAM"]
 
 UDP_MAX_DATAGRAM = 65535
 
@@ -90,6 +90,11 @@ def _deliver(core, data: bytes, source: Tuple[str, int], make_peer, max_size: Op
     core.receive(message, make_peer(via))
 
 
+def _is_stun(data: bytes) -> bool:
+    """An RFC 5389 STUN message (RFC 5626 keep-alives share the SIP port): first two bits 0."""
+    return len(data) >= 20 and data[0] < 0x04 and data[4:8] == b"\x21\x12\xa4\x42"
+
+
 class SipDatagramProtocol(protocol.DatagramProtocol):
     """One UDP listener; each datagram is one message."""
 
@@ -98,11 +103,18 @@ class SipDatagramProtocol(protocol.DatagramProtocol):
         self.local = local
         self.received = 0
         self.dropped = 0
+        self.keepalives = 0
+
+    def startProtocol(self) -> None:
+        # Listening on port 0 (tests) picks the port only now; Via and Contact need it.
+        if not self.local[1] and hasattr(self.transport, "getHost"):
+            self.local = (self.local[0], self.transport.getHost().port)
 
     def datagramReceived(self, data: bytes, addr) -> None:
         self.received += 1
-        if not data.strip(b"\r\n\x00 "):
-            return  # keep-alive
+        if not data.strip(b"\r\n\x00 ") or _is_stun(data):
+            self.keepalives += 1  # CRLF or STUN keep-alive; counted, not answered, not logged
+            return
         source = (addr[0], addr[1])
 
         def make_peer(via):
@@ -119,11 +131,14 @@ class SipDatagramProtocol(protocol.DatagramProtocol):
 class SipStreamProtocol(protocol.Protocol):
     """One TCP or TLS connection, framed by Content-Length."""
 
+    outbound = False  # True for connections we opened (an in-dialog request to the SRC)
+
     def __init__(self) -> None:
         self.framer: Optional[StreamFramer] = None
         self.remote: Tuple[str, int] = ("", 0)
         self.local: Tuple[str, int] = ("", 0)
         self.peer: Optional[StreamPeer] = None
+        self.closing = False
 
     def connectionMade(self) -> None:
         self.framer = StreamFramer(self.factory.max_size)
@@ -133,17 +148,24 @@ class SipStreamProtocol(protocol.Protocol):
         self.local = (l.host, l.port)
         self.peer = StreamPeer(self)
         self.factory.connections[self.remote] = self
+        if not self.outbound:
+            self.factory.listening = self.local
 
     def connectionLost(self, reason=None) -> None:
+        # Twisted leaves ``connected`` set; StreamPeer.connected must say the truth.
+        self.connected = False
         if self.factory.connections.get(self.remote) is self:
             del self.factory.connections[self.remote]
 
     def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return  # unframable stream, close pending: one answer was enough
         try:
             items = self.framer.feed(data)
         except FramingError as error:
             log.info("Closing {t} connection from {src}: {reason}",
                      t=self.factory.transport_name, src=self.remote, reason=error.reason)
+            self.closing = True
             self._answer_unframable(error)
             self.transport.loseConnection()
             return
@@ -166,6 +188,10 @@ class SipStreamProtocol(protocol.Protocol):
             request = parse_error.request
         if request is None:
             return
+        try:
+            stamp_via(request, self.remote)
+        except HeaderError:
+            pass
         self.factory.core.parse_error(SipParseError(error.reason, error.status, request), self.peer)
 
 
@@ -177,40 +203,66 @@ class SipStreamFactory(protocol.ServerFactory):
         self.transport_name = transport_name
         self.max_size = max_size
         self.connections: Dict[Tuple[str, int], SipStreamProtocol] = {}
+        # Our listening address as seen on an accepted connection: the sent-by of
+        # requests we send on connections we open ourselves.
+        self.listening: Optional[Tuple[str, int]] = None
 
 
 class OutboundStreamPeer:
     """A new TCP/TLS connection to the SRC for an in-dialog request (BYE)
-    when the one the dialog used is gone; data waits until it connects."""
+    when the one the dialog used is gone; data waits until it connects.
+
+    ``local`` is the address put in Via and Contact: our listening address
+    (RFC 3261 §18.1.1: where responses may come back), not the ephemeral
+    port of this connection; by default the factory's listening address.
+    Responses arriving on the new connection reach the core like any other.
+    """
 
     reliable = True
 
-    def __init__(self, endpoint, factory: SipStreamFactory, target: Tuple[str, int]):
+    def __init__(self, endpoint, factory: SipStreamFactory, target: Tuple[str, int],
+                 local: Optional[Tuple[str, int]] = None):
         self.transport = factory.transport_name
         self.remote = target
-        self.local = ("", 0)
-        self._queue = []
+        self.local = local or factory.listening or ("", 0)
+        self._queue: List[bytes] = []
         self._protocol: Optional[SipStreamProtocol] = None
+        self._failure: Optional[str] = None
         d: Deferred = endpoint.connect(_OutboundFactory(factory))
         d.addCallbacks(self._connected, self._failed)
 
+    @property
+    def connected(self) -> bool:
+        """True while connecting or connected: the peer is still worth sending through."""
+        if self._failure is not None:
+            return False
+        return self._protocol is None or bool(self._protocol.connected)
+
     def _connected(self, proto: SipStreamProtocol) -> None:
         self._protocol = proto
-        self.local = proto.local
         for data in self._queue:
             proto.transport.write(data)
         self._queue = []
 
     def _failed(self, failure) -> None:
+        self._failure = failure.getErrorMessage()
         log.warn("Could not connect to {t} {host}:{port}: {error}", t=self.transport,
-                 host=self.remote[0], port=self.remote[1], error=failure.getErrorMessage())
+                 host=self.remote[0], port=self.remote[1], error=self._failure)
         self._queue = []
 
     def send(self, data: bytes) -> None:
-        if self._protocol is not None and self._protocol.connected:
+        if self._failure is not None:
+            raise ConnectionError(f"{self.transport} connection to {self.remote[0]}:{self.remote[1]} "
+                                  f"failed: {self._failure}")
+        if self._protocol is None:
+            self._queue.append(data)
+        elif self._protocol.connected:
             self._protocol.transport.write(data)
         else:
-            self._queue.append(data)
+            raise ConnectionError(f"{self.transport} connection to {self.remote[0]}:{self.remote[1]} is closed")
+
+    def __repr__(self) -> str:
+        return f"<OutboundStreamPeer {self.transport} {self.remote[0]}:{self.remote[1]}>"
 
 
 class _OutboundFactory(protocol.ClientFactory):
@@ -220,4 +272,5 @@ class _OutboundFactory(protocol.ClientFactory):
     def buildProtocol(self, addr):
         proto = SipStreamProtocol()
         proto.factory = self.server_factory
+        proto.outbound = True
         return proto
