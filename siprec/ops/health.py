@@ -121,7 +121,7 @@ class Health:
         """Run every check; errbacks only when cancelled (the prober went away)."""
         names = list(self._checks)
         runs = [self._run(name, self._checks[name]) for name in names]
-        d = gatherResults(runs)
+        d = gatherResults(runs, consumeErrors=True)
         d.addCallback(lambda results: Readiness(
             ok=not self._draining and all(r.ok for r in results),
             draining=self._draining,
