@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional
 
-from twisted.internet import task
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet import task, threads
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 
 from siprec.media.codecs import can_decode as codec_can_decode
@@ -39,26 +39,39 @@ class ManagerSettings:
 
 
 class RecordingManager:
+    """Registry and admission of recording sessions.
+
+    ``run_blocking(f, *args)`` runs blocking work (combining legs) off the
+    reactor and returns a Deferred; by default it is ``deferToThreadPool`` on
+    ``threadpool`` (the reactor's pool when none is given). ``combine`` is
+    the leg combiner (``siprec.media.combine.combine_legs``).
+    """
+
     def __init__(self, reactor, media, settings: ManagerSettings, metrics=None,
-                 threadpool=None, clock=None):
+                 threadpool=None, clock=None,
+                 run_blocking: Optional[Callable[..., Deferred]] = None,
+                 combine: Optional[Callable[..., Any]] = None):
         self.reactor = reactor
         self.clock = clock or reactor
         self.media = media
         self.settings = settings
         self.metrics = metrics
-        self.threadpool = threadpool or reactor.getThreadPool()
+        self.threadpool = threadpool
+        self._run_blocking = run_blocking
         self.signalling = None  # the SipCore, to send BYE
         self.active: "OrderedDict[str, RecordingSession]" = OrderedDict()
         self.recent: "OrderedDict[str, RecordingSession]" = OrderedDict()
         self._setting_up: Dict[str, RecordingSession] = {}
         self.draining = False
-        self.combine = combine_legs
+        self.combine = combine or combine_legs
         self._watchdog: Optional[task.LoopingCall] = None
         self.calls_total = 0
         self.closed_totals = {"packets": 0, "bytes": 0, "dropped": 0, "late": 0}
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
+        if self._watchdog is not None and self._watchdog.running:
+            return
         self._watchdog = task.LoopingCall(self.check_timeouts)
         self._watchdog.clock = self.clock
         self._watchdog.start(1.0, now=False)
@@ -83,6 +96,13 @@ class RecordingManager:
 
     def can_decode(self, fmt: PayloadFormat) -> bool:
         return codec_can_decode(fmt)
+
+    def run_blocking(self, f: Callable[..., Any], *args: Any) -> Deferred:
+        """Run blocking work off the reactor thread; fires with its result."""
+        if self._run_blocking is not None:
+            return self._run_blocking(f, *args)
+        pool = self.threadpool if self.threadpool is not None else self.reactor.getThreadPool()
+        return threads.deferToThreadPool(self.reactor, pool, f, *args)
 
     def combine_rate(self, plans) -> int:
         from siprec.media.codecs import get_decoder
@@ -138,11 +158,17 @@ class RecordingManager:
         return self.end_session(session, reason)
 
     def end_session(self, session: RecordingSession, reason: str) -> Deferred:
-        """End from our side: BYE to the SRC when there is a dialog, then finalise."""
-        if session.ended:
-            return session.end(reason)
-        if self.signalling is not None and session.dialog is not None:
-            return self.signalling.terminate(session.dialog, reason)
+        """End from our side: BYE to the SRC when there is a dialog, then finalise.
+
+        Fires when the session is finalised. A signalling failure (or a
+        dialog already gone) still ends the session.
+        """
+        if not session.ended and self.signalling is not None and session.dialog is not None:
+            try:
+                self.signalling.terminate(session.dialog, reason)
+            except Exception:
+                log.failure("Sending BYE for {call_id} failed; finalising anyway",
+                            call_id=session.call_id)
         return session.end(reason)
 
     # -- RTP inactivity ------------------------------------------------------------
@@ -152,30 +178,40 @@ class RecordingManager:
             return
         now = self.clock.seconds()
         for session in list(self.active.values()):
-            last = session.last_activity()
-            if last is None:
-                session._timeout_warned = False
-                continue
-            idle = now - last
-            if idle >= timeout:
-                log.warn("RTP timeout detected for call {call_id}: no RTP for {idle:.0f}s "
-                         "(RTP_TIMEOUT={timeout:g}s); ending the call",
-                         call_id=session.call_id, idle=idle, timeout=timeout)
-                self.end_session(session, "rtp-timeout")
-            elif idle >= timeout / 2 and not session._timeout_warned:
+            if session.ended:
+                continue  # finalising already
+            try:
+                self._check_timeout(session, now, timeout)
+            except Exception:
+                # One broken session must not stop the watchdog for every call.
+                log.failure("RTP timeout check for {call_id} failed", call_id=session.call_id)
+
+    def _check_timeout(self, session: RecordingSession, now: float, timeout: float) -> None:
+        last = session.last_activity()
+        if last is None:  # nothing expected: all paused, held or API-paused
+            session._timeout_warned = False
+            return
+        idle = now - last
+        if idle >= timeout:
+            log.warn("RTP timeout detected for call {call_id}: no RTP for {idle:.0f}s "
+                     "(RTP_TIMEOUT={timeout:g}s); ending the call",
+                     call_id=session.call_id, idle=idle, timeout=timeout)
+            self.end_session(session, "rtp-timeout")
+        elif idle >= timeout / 2:
+            if not session._timeout_warned:
                 session._timeout_warned = True
                 log.warn("RTP stream inactive - no packets received for {idle:.0f}s on call "
                          "{call_id} (timeout at {timeout:g}s)",
                          call_id=session.call_id, idle=idle, timeout=timeout)
-            elif idle < timeout / 2:
-                session._timeout_warned = False
+        else:
+            session._timeout_warned = False
 
     # -- shutdown -------------------------------------------------------------
     def drain(self) -> Deferred:
         """Refuse new calls, BYE and finalise every active one."""
         self.draining = True
-        ending = [self.end_session(s, "shutdown") for s in list(self.active.values())]
-        ending += [s.end("shutdown") for s in list(self._setting_up.values())]
+        ending = [maybeDeferred(self.end_session, s, "shutdown") for s in list(self.active.values())]
+        ending += [maybeDeferred(s.end, "shutdown") for s in list(self._setting_up.values())]
         if not ending:
             return succeed(None)
         log.info("Shutting down: finalising {n} call(s)", n=len(ending))
@@ -197,11 +233,19 @@ class RecordingManager:
         """Live figures for /metrics: packet totals include ended calls."""
         totals = dict(self.closed_totals, active_streams=0)
         for session in list(self.active.values()):
-            for slot in session.slots.values():
-                if slot.closed or slot.media is None:
+            for slot in list(session.slots.values()):
+                if slot.closed and slot.final_stats:
+                    stats = slot.final_stats  # removed mid-call: still counted, never lost
+                elif slot.media is None:
                     continue
-                totals["active_streams"] += 1
-                for key, value in _stream_counts(slot.media.stats()).items():
+                else:
+                    try:
+                        stats = slot.media.stats()
+                    except Exception:
+                        log.failure("Reading stream statistics failed")
+                        continue
+                    totals["active_streams"] += not slot.closed
+                for key, value in _stream_counts(stats).items():
                     totals[key] += value
         return totals
 

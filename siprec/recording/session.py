@@ -7,16 +7,17 @@ the files. Media and signalling report to it; it never reaches into them.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
 import secrets
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from twisted.internet import threads
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 
@@ -41,13 +42,31 @@ log = Logger()
 __all__ = ["RecordingSession", "StreamSlot", "safe_filename", "iso"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
+# Characters XML 1.0 cannot carry at all, not even as character references.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_DIGEST = 12
+# Keys of RecordingSession.files that are not streams.
+_RESERVED_FILE_KEYS = frozenset({"combined", "metadata", "record"})
+# A hostile SRC must not grow these lists without bound.
+_MAX_NOTES = 200
 
 
 def safe_filename(text: str, limit: int = 120) -> str:
-    """A Call-ID or label as a file-name component: no separators, no dot-dot."""
-    cleaned = _UNSAFE.sub("_", text.strip()) or "call"
-    cleaned = cleaned.lstrip(".") or "call"
-    return cleaned[:limit]
+    """A Call-ID or label as a file-name component: no separators, no dot-dot.
+
+    A name that had to be changed (unsafe characters, leading dots, too
+    long, empty) gets a digest of the original, so two Call-IDs never end
+    up sharing files because they were sanitised or cut to the same text.
+    """
+    cleaned = _UNSAFE.sub("_", text).lstrip(".")
+    if cleaned == text and 0 < len(cleaned) <= limit:
+        return cleaned
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST]
+    room = limit - _DIGEST - 1
+    if room <= 0:
+        return digest[:max(limit, 1)]
+    head = cleaned[:room]
+    return f"{head}-{digest}" if head else digest
 
 
 def iso(seconds: Optional[float]) -> Optional[str]:
@@ -58,9 +77,13 @@ def iso(seconds: Optional[float]) -> Optional[str]:
 
 @dataclass
 class StreamSlot:
-    """One recorded stream (an m-line) across re-offers."""
+    """One recorded stream: an m-line from the offer that opened it until it closes.
 
-    key: str
+    A label the SRC removes and later offers again gets a new slot (and a
+    new file), so nothing recorded earlier is overwritten or forgotten.
+    """
+
+    key: str  # unique within the call; the key in RecordingSession.files
     label: str
     index: int
     plan: StreamPlan
@@ -71,6 +94,10 @@ class StreamSlot:
     held: bool = False  # c=0.0.0.0: on hold; nothing expected, but what arrives is kept
     closed: bool = False
     final_stats: dict = field(default_factory=dict)
+    line: str = ""  # which offered m-line this is, across re-offers
+    expecting_since: Optional[float] = None  # when RTP was last expected to (re)start
+    participant: Optional[dict] = None  # the last sender the metadata named
+    formats: Tuple[PayloadFormat, ...] = ()  # what the media stream was opened for
 
     @property
     def codec(self) -> Optional[str]:
@@ -79,6 +106,11 @@ class StreamSlot:
             return None
         channels = f"/{codec.channels}" if codec.channels > 1 else ""
         return f"{codec.encoding}/{codec.clock_rate}{channels}"
+
+    @property
+    def expecting(self) -> bool:
+        """RTP should be arriving (not closed, paused by the SDP or on hold)."""
+        return not self.closed and not self.paused_by_sdp and not self.held and self.media is not None
 
 
 class RecordingSession:
@@ -97,7 +129,7 @@ class RecordingSession:
         self.metadata_documents: List[dict] = []
         self.warnings: List[str] = []
         self.tolerances: List[str] = []
-        self.slots: Dict[str, StreamSlot] = {}
+        self.slots: Dict[str, StreamSlot] = {}  # every stream of the call, in opening order
         self.pauses: List[dict] = []
         self.api_paused = False
         self.dialog = None
@@ -105,8 +137,16 @@ class RecordingSession:
         self._origin = make_origin(manager.settings.media_address,
                                    secrets.randbelow(2**31 - 1) + 1, 0)
         self._our_offer: Optional[SessionDescription] = None
+        self._offered_slots: List[StreamSlot] = []
         self._ending: Optional[Deferred] = None
         self._timeout_warned = False
+        self._lines: Dict[str, StreamSlot] = {}  # m-line identity -> its latest slot
+        self._used_paths: Set[str] = set()
+        # Channel order of the combined file: slot keys, fixed once set (see _settle_channels).
+        self._channel_order: List[str] = []
+        self._order_from_metadata = False
+        self._layout: Optional[Dict[str, Tuple[int, int]]] = None  # key -> (channel, count) as combined
+        self._api_resumed_at: Optional[float] = None
         base = safe_filename(call_id)
         self.base_path = os.path.join(manager.settings.recording_dir, base)
 
@@ -120,27 +160,30 @@ class RecordingSession:
 
     def tolerate(self, note: str) -> None:
         """Log each accepted SRC quirk once per call, for the operator's SBC vendor."""
-        if note in self.tolerances:
+        if note in self.tolerances or len(self.tolerances) >= _MAX_NOTES:
             return
         self.tolerances.append(note)
         log.info("Call {call_id}: tolerated: {note}", call_id=self.call_id, note=note)
 
     def warn(self, text: str) -> None:
-        self.warnings.append(text)
+        if len(self.warnings) < _MAX_NOTES:
+            self.warnings.append(text)
         log.warn("Call {call_id}: {text}", call_id=self.call_id, text=text)
 
     # -- metadata ----------------------------------------------------------------
     def metadata_received(self, documents: Sequence[bytes], source: str = "") -> None:
         for raw in documents:
+            raw = bytes(raw)
             self.metadata_documents.append({"received_at": self.clock.seconds(),
                                             "source": source, "body": raw})
             try:
                 doc = parse_metadata(raw)
             except MetadataError as e:
-                # A broken document must not cost the recording.
-                self.warn(f"Unusable rs-metadata document ({e}); recording continues")
-                if self.manager.metrics:
-                    self.manager.metrics.metadata_warning()
+                self._metadata_unusable(str(e))
+                continue
+            except Exception as e:  # a parser bug must not cost the recording either
+                log.failure("Call {call_id}: metadata parser failed", call_id=self.call_id)
+                self._metadata_unusable(f"parser error: {e!r}")
                 continue
             for note in doc.tolerances:
                 self.tolerate(f"metadata: {note}")
@@ -149,9 +192,16 @@ class RecordingSession:
             self._write_metadata_log()
             self._relabel_participants()
 
+    def _metadata_unusable(self, why: str) -> None:
+        """A broken document: warn, keep the model as it was, record anyway."""
+        self.warn(f"Unusable rs-metadata document ({why}); recording continues")
+        if self.manager.metrics:
+            self.manager.metrics.metadata_warning()
+
     def _relabel_participants(self) -> None:
         """Participants may arrive after streams (partial updates)."""
         if self.state == "active":
+            self._settle_channels()
             self.write_record()
 
     # -- offer/answer ----------------------------------------------------------------
@@ -171,7 +221,7 @@ class RecordingSession:
                                headers=[("Warning", f'304 {settings.warning_agent} "{_quoted(summary)}"')])
         initial = self.state == "setup"
         try:
-            ports = self._reconcile(plans)
+            ports, plans = self._reconcile(plans)
         except CallRejected:
             if initial:
                 self._close_all_streams()
@@ -181,19 +231,25 @@ class RecordingSession:
         if initial:
             self.state = "active"
             self.started_at = self.clock.seconds()
+            for slot in self.slots.values():
+                if slot.expecting:
+                    slot.expecting_since = self.started_at
             self.manager.session_started(self)
             log.info("Recording call {call_id} (session {id}): {n} stream(s) {labels}",
                      call_id=self.call_id, id=self.id, n=len(ports),
                      labels=[s.label for s in self.slots.values() if not s.closed])
+        self._settle_channels()
         self.write_record()
         return answer
 
     def _make_offer(self) -> SessionDescription:
         """Our recvonly offer for a re-INVITE (or INVITE) that came without SDP."""
-        live = [s for s in self.slots.values() if not s.closed and s.plan.accepted]
+        live = sorted((s for s in self._lines.values() if not s.closed and s.plan.accepted),
+                      key=lambda s: s.index)
         if not live:
             raise CallRejected(488, "INVITE without SDP and no stream to offer")
-        streams = [OfferStream(s.label, s.port, s.plan.formats, s.plan.telephone_event) for s in live]
+        streams = [OfferStream(s.label if s.plan.label is not None else None, s.port,
+                               s.plan.formats, s.plan.telephone_event) for s in live]
         self._origin = self._origin.bumped()
         self._our_offer = build_offer(streams, self.manager.settings.media_address, self._origin)
         self._offered_slots = live
@@ -208,49 +264,97 @@ class RecordingSession:
             self.warn(f"SDP answer in ACK does not fit our offer ({e}); streams kept as they were")
             return
         for slot, plan in zip(self._offered_slots, plans):
+            if slot.closed:
+                continue
             self._apply_direction(slot, plan)
             slot.plan = _merge_plan(slot.plan, plan)
         self._our_offer = None
+        self._offered_slots = []
         self.write_record()
 
-    def _reconcile(self, plans: Sequence[StreamPlan]) -> Dict[int, int]:
-        ports: Dict[int, int] = {}
-        seen = set()
+    def _line_keys(self, plans: Sequence[StreamPlan]) -> List[Tuple[StreamPlan, str]]:
+        """Which m-line each plan is, across re-offers: its label, else its position."""
+        pairs, seen = [], set()
         for plan in plans:
             key = plan.label if plan.label is not None else f"m{plan.index}"
             if key in seen:
                 key = f"{key}-m{plan.index}"
             seen.add(key)
-            slot = self.slots.get(key)
+            pairs.append((plan, key))
+        return pairs
+
+    def _reconcile(self, plans: Sequence[StreamPlan]) -> Tuple[Dict[int, int], List[StreamPlan]]:
+        """Bring the streams in line with an offer; returns (ports by m-line, plans answered).
+
+        New streams are opened first: when one cannot be (503), those just
+        opened are closed again and the call stays exactly as it was.
+        """
+        pairs = self._line_keys(plans)
+        opened: List[Tuple[str, StreamSlot]] = []
+        try:
+            for plan, line in pairs:
+                current = self._lines.get(line)
+                if plan.accepted and (current is None or current.closed):
+                    opened.append((line, self._open_slot(line, plan, reopening=current is not None)))
+        except CallRejected:
+            for _, slot in opened:
+                self._discard(slot)
+            raise
+        fresh = dict(opened)
+        ports: Dict[int, int] = {}
+        answered: List[StreamPlan] = []
+        for plan, line in pairs:
+            current = self._lines.get(line)
             if not plan.accepted:
-                if slot is not None and not slot.closed:
+                if current is not None and not current.closed:
                     log.info("Call {call_id}: stream {label} removed by the SRC", call_id=self.call_id,
-                             label=slot.label)
-                    self._close_slot(slot)
+                             label=current.label)
+                    self._close_slot(current)
+                answered.append(plan)
                 continue
-            if slot is None or slot.closed:
-                slot = self._open_slot(key, plan, previous=slot)
+            if line in fresh:
+                slot = fresh[line]
+                self._register(slot)
             else:
+                slot = current
+                plan = self._sticky_codec(slot, plan)
                 self._apply_direction(slot, plan)
                 slot.plan = plan
                 if plan.remote_address and hasattr(slot.media, "set_remote"):
                     slot.media.set_remote(plan.remote_address)
             ports[plan.index] = slot.port
-        for key, slot in self.slots.items():
-            if key not in seen and not slot.closed:
+            answered.append(plan)
+        offered_lines = {line for _, line in pairs}
+        for line, slot in list(self._lines.items()):
+            if line not in offered_lines and not slot.closed:
                 self.tolerate("re-offer dropped m-lines instead of setting port 0")
                 self._close_slot(slot)
-        return ports
+        return ports, answered
 
-    def _open_slot(self, key: str, plan: StreamPlan, previous: Optional[StreamSlot]) -> StreamSlot:
+    def _sticky_codec(self, slot: StreamSlot, plan: StreamPlan) -> StreamPlan:
+        """Keep answering the codec a stream was opened with while the SRC still offers it
+        (RFC 3264 lets us; the open media stream decodes what it was set up for)."""
+        old = slot.plan.codec
+        if old is None or plan.codec is None or _same_format(plan.codec, old):
+            return plan
+        for fmt in plan.formats:
+            if _same_format(fmt, old):
+                return replace(plan, codec=fmt, formats=(fmt, *[f for f in plan.formats if f is not fmt]))
+        if not any(_same_format(plan.codec, f) for f in slot.formats):
+            self.warn(f"Re-offer moved stream {slot.label} to {plan.codec.encoding}/"
+                      f"{plan.codec.clock_rate}, which its open stream was not set up to decode")
+        return plan
+
+    def _open_slot(self, line: str, plan: StreamPlan, reopening: bool) -> StreamSlot:
+        """Open the media for a new stream; registered later by :meth:`_register`."""
         label = plan.label if plan.label is not None else str(plan.index)
-        name = f"{self.base_path}_{safe_filename(label, 60)}"
-        if previous is not None:
+        suffix = safe_filename(label, 60)
+        if reopening or self._path(suffix) in self._used_paths:
             n = 2
-            while os.path.exists(f"{name}_{n}.wav"):
+            while self._path(f"{suffix}_{n}") in self._used_paths or os.path.exists(self._path(f"{suffix}_{n}")):
                 n += 1
-            name = f"{name}_{n}"
-        wav_path = name + ".wav"
+            suffix = f"{suffix}_{n}"
+        wav_path = self._path(suffix)
         spec = StreamSpec(
             call_id=self.call_id,
             label=label,
@@ -268,18 +372,46 @@ class RecordingSession:
             log.error("Call {call_id}: cannot open stream {label}: {error}", call_id=self.call_id,
                       label=label, error=e)
             raise CallRejected(503, "No RTP port available", headers=[("Retry-After", "5")])
-        slot = StreamSlot(key=key, label=label, index=plan.index, plan=plan, wav_path=wav_path,
+        self._used_paths.add(wav_path)
+        key = self._file_key(label, suffix, first=not reopening)
+        return StreamSlot(key=key, label=label, index=plan.index, plan=plan, wav_path=wav_path,
                           media=media, port=media.port, paused_by_sdp=not plan.receiving,
-                          held=_held(plan))
+                          held=_held(plan), line=line, formats=tuple(plan.formats))
+
+    def _path(self, suffix: str) -> str:
+        return f"{self.base_path}_{suffix}.wav"
+
+    def _file_key(self, label: str, stem: str, first: bool) -> str:
+        """The stream's key in ``files``: its label the first time, else its file stem."""
+        taken = set(self.slots) | _RESERVED_FILE_KEYS
+        for candidate in ([label] if first else []) + [stem]:
+            if candidate not in taken:
+                return candidate
+        n = 2
+        while f"{stem}#{n}" in taken:
+            n += 1
+        return f"{stem}#{n}"
+
+    def _register(self, slot: StreamSlot) -> None:
+        now = self.clock.seconds()
         if slot.paused_by_sdp:
             self._pause_started(slot, "sdp-inactive")
         elif slot.held:
             self._pause_started(slot, "hold")
-        if self.api_paused and hasattr(media, "pause"):
-            media.pause()
-        self.slots[key] = slot
-        self.files[label] = wav_path
-        return slot
+        else:
+            slot.expecting_since = now
+        if self.api_paused and hasattr(slot.media, "pause"):
+            slot.media.pause()
+        self.slots[slot.key] = slot
+        self._lines[slot.line] = slot
+        self.files[slot.key] = slot.wav_path
+
+    def _discard(self, slot: StreamSlot) -> None:
+        """Undo an opening that the offer will not keep (another stream failed)."""
+        self._used_paths.discard(slot.wav_path)
+        d = maybeDeferred(self.manager.media.close_stream, slot.media)
+        d.addErrback(lambda f: log.failure("Call {call_id}: closing stream {label} failed", f,
+                                           call_id=self.call_id, label=slot.label))
 
     def _apply_direction(self, slot: StreamSlot, plan: StreamPlan) -> None:
         """a=inactive pauses a stream (muted, RFC 7866 pause); c=0.0.0.0 marks it held
@@ -301,6 +433,7 @@ class RecordingSession:
         else:
             log.info("Call {call_id}: stream {label} resumed by the SRC", call_id=self.call_id,
                      label=slot.label)
+            slot.expecting_since = self.clock.seconds()
         if slot.media is not None:
             if paused and not slot.paused_by_sdp:
                 slot.media.pause()
@@ -309,18 +442,20 @@ class RecordingSession:
         slot.paused_by_sdp, slot.held = paused, held
 
     def _pause_started(self, slot: Optional[StreamSlot], reason: str) -> None:
-        self.pauses.append({"label": slot.label if slot else None, "reason": reason,
+        self.pauses.append({"label": slot.label if slot else None,
+                            "stream": slot.key if slot else None, "reason": reason,
                             "start": self.clock.seconds(), "end": None})
 
     def _pause_ended(self, slot: Optional[StreamSlot]) -> None:
-        label = slot.label if slot else None
+        key = slot.key if slot else None
         for pause in reversed(self.pauses):
-            if pause["label"] == label and pause["end"] is None:
+            if pause["stream"] == key and pause["end"] is None:
                 pause["end"] = self.clock.seconds()
                 return
 
     # -- API pause/resume ----------------------------------------------------------
     def pause(self) -> None:
+        """Pause recording of every stream (operator request); SDP pauses are kept apart."""
         if self.api_paused or self.ended:
             return
         self.api_paused = True
@@ -328,63 +463,78 @@ class RecordingSession:
         for slot in self.slots.values():
             if slot.media is not None and not slot.closed:
                 slot.media.pause()
+        self.write_record()
 
     def resume(self) -> None:
+        """Undo :meth:`pause`; streams the SRC paused with a=inactive stay paused."""
         if not self.api_paused or self.ended:
             return
         self.api_paused = False
+        self._api_resumed_at = self.clock.seconds()
         self._pause_ended(None)
         for slot in self.slots.values():
             if slot.media is not None and not slot.closed and not slot.paused_by_sdp:
                 slot.media.resume()
+        self.write_record()
 
     # -- media listener ----------------------------------------------------------
     def stream_first_packet(self, stream) -> None:
         pass
 
     def last_activity(self) -> Optional[float]:
-        """Newest RTP arrival over streams expected to carry media; None if none are."""
-        expecting = [s for s in self.slots.values()
-                     if not s.closed and not s.paused_by_sdp and not s.held and s.media is not None]
+        """When RTP last arrived, or was last expected to start, over the streams
+        expected to carry media; None if none are (so no RTP timeout runs)."""
+        expecting = [s for s in self.slots.values() if s.expecting]
         if not expecting or self.api_paused:
             return None
         latest = self.started_at or self.created
+        if self._api_resumed_at is not None:
+            latest = max(latest, self._api_resumed_at)
         for slot in expecting:
-            stats = slot.media.stats()
-            seen = stats.get("last_packet_at")
+            if slot.expecting_since is not None:
+                latest = max(latest, slot.expecting_since)
+            seen = slot.media.stats().get("last_packet_at")
             if seen is not None and seen > latest:
                 latest = seen
         return latest
 
     # -- ending ------------------------------------------------------------------
     def end(self, reason: str) -> Deferred:
-        """Close every stream, combine the legs, write the record. Idempotent."""
+        """Close every stream, combine the legs, write the record. Idempotent.
+
+        Whatever fails on the way (a stream, the combine, the record), the
+        session still reaches ``ended`` and the manager forgets it.
+        """
         if self._ending is not None:
             return self._ending
         self.end_reason = reason
         was_active = self.state == "active"
         self.state = "ending"
-        if self.api_paused:
-            self._pause_ended(None)
+        now = self.clock.seconds()
         for pause in self.pauses:
             if pause["end"] is None:
-                pause["end"] = self.clock.seconds()
-        d = self._close_all_streams()
+                pause["end"] = now
+        self._ending = d = maybeDeferred(self._close_all_streams)
         if was_active:
             d.addCallback(lambda _: self._combine())
         d.addErrback(lambda f: log.failure("Finalising call {call_id} failed", f, call_id=self.call_id))
         d.addBoth(self._ended, was_active)
-        self._ending = d
         return d
 
     def _ended(self, _, was_active: bool) -> None:
         self.state = "ended"
         self.ended_at = self.clock.seconds()
-        if was_active:
-            self.write_record()
-            log.info("Call {call_id} ended ({reason}); files: {files}", call_id=self.call_id,
-                     reason=self.end_reason, files=sorted(self.files.values()))
-        self.manager.session_ended(self, was_active)
+        try:
+            if was_active:
+                self.write_record()
+                log.info("Call {call_id} ended ({reason}); files: {files}", call_id=self.call_id,
+                         reason=self.end_reason, files=sorted(self.files.values()))
+        finally:
+            try:
+                self.manager.session_ended(self, was_active)
+            except Exception:
+                log.failure("Call {call_id}: manager bookkeeping after the end failed",
+                            call_id=self.call_id)
 
     def _close_all_streams(self) -> Deferred:
         closing = [self._close_slot(slot) for slot in self.slots.values() if not slot.closed]
@@ -398,45 +548,77 @@ class RecordingSession:
         d = maybeDeferred(self.manager.media.close_stream, media)
 
         def keep(stats):
-            slot.final_stats = stats if isinstance(stats, dict) else media.stats()
+            slot.final_stats = stats if isinstance(stats, dict) and stats else _stats_of(media)
             return slot.final_stats
 
-        d.addCallback(keep)
+        def failed(failure):
+            log.failure("Call {call_id}: closing stream {label} failed", failure,
+                        call_id=self.call_id, label=slot.label)
+            slot.final_stats = _stats_of(media)
+            return slot.final_stats
+
+        d.addCallbacks(keep, failed)
         return d
 
     def _combine(self) -> Deferred:
+        """One channel per leg (two for stereo) in the call's fixed channel order."""
         if not self.manager.settings.combine_legs:
             return succeed(None)
-        legs = self._ordered_slots()
-        inputs = []
+        legs = self._channel_slots()
+        inputs: List[Tuple[Optional[str], int]] = []
+        layout: Dict[str, Tuple[int, int]] = {}
+        channel = 0
         for slot in legs:
             stats = slot.final_stats or {}
-            if os.path.exists(slot.wav_path) and stats.get("packets"):
+            if stats.get("packets") and os.path.exists(slot.wav_path):
                 inputs.append((slot.wav_path, int(stats.get("start_offset_samples") or 0)))
+                count = int(stats.get("channels") or _plan_channels(slot))
             else:
                 inputs.append((None, 0))  # a silent channel keeps the channel order stable
+                count = 1
+            layout[slot.key] = (channel, count)
+            channel += count
         if not any(path for path, _ in inputs):
             return succeed(None)
         out = self.base_path + ".wav"
         rate = self.manager.combine_rate([s.plan for s in legs])
         log.info("Call {call_id}: combining {n} leg(s) into {out}", call_id=self.call_id,
                  n=len(inputs), out=out)
-        d = threads.deferToThreadPool(self.manager.reactor, self.manager.threadpool,
-                                      self.manager.combine, inputs, out, rate)
+        d = maybeDeferred(self.manager.run_blocking, self.manager.combine, inputs, out, rate)
 
         def done(_):
             self.files["combined"] = out
-            self._channels = [s.label for s in legs]
+            self._layout = layout
 
         d.addCallback(done)
         return d
 
-    def _ordered_slots(self) -> List[StreamSlot]:
-        """Caller first (metadata order), then the rest in m-line order."""
-        slots = sorted(self.slots.values(), key=lambda s: (s.index, s.key))
-        order = self.metadata.ordered_labels()
-        ranked = {label: i for i, label in enumerate(order)}
-        return sorted(slots, key=lambda s: (ranked.get(s.label, len(order)), s.index))
+    # -- channel order -------------------------------------------------------------
+    def _settle_channels(self) -> None:
+        """Fix the combined file's channel order: metadata order (caller first), then
+        m-line order, taken when the call starts. Streams added later go to the end, so
+        a hold or a later metadata update never moves a channel. Only a call that
+        started before any metadata named its streams is ordered once more, when
+        such metadata first arrives."""
+        if self.state == "setup":
+            return
+        known = set(self._channel_order)
+        if not self._order_from_metadata:
+            labels = self.metadata.ordered_labels()
+            ranked = {label: i for i, label in enumerate(labels)}
+            if any(slot.label in ranked for slot in self.slots.values()):
+                self._order_from_metadata = True
+            position = {key: i for i, key in enumerate(self._channel_order)}
+            slots = sorted(self.slots.values(),
+                           key=lambda s: (ranked.get(s.label, len(labels)),
+                                          position.get(s.key, len(position)), s.index))
+            self._channel_order = [s.key for s in slots]
+            return
+        self._channel_order += [key for key in self.slots if key not in known]
+
+    def _channel_slots(self) -> List[StreamSlot]:
+        keys = self._channel_order + [k for k in self.slots if k not in set(self._channel_order)]
+        return [self.slots[k] for k in keys if k in self.slots]
 
     # -- the call record -----------------------------------------------------
     def _participants(self) -> List[dict]:
@@ -445,15 +627,20 @@ class RecordingSession:
 
     def _stream_dicts(self) -> List[dict]:
         out = []
-        ordered = self._ordered_slots()
         channel = 0
-        for slot in ordered:
-            stats = slot.final_stats if slot.closed and slot.final_stats else (
-                slot.media.stats() if slot.media is not None else {})
-            participant = self.metadata.participant_for_label(slot.label)
-            channels = slot.plan.codec.channels if slot.plan.codec else 1
+        for slot in self._channel_slots():
+            stats = slot.final_stats if slot.closed and slot.final_stats else _stats_of(slot.media)
+            participant = _participant_brief(self.metadata.participant_for_label(slot.label))
+            if participant is not None:
+                slot.participant = participant
+            if self._layout is not None and slot.key in self._layout:
+                first, count = self._layout[slot.key]
+            else:
+                first, count = channel, _plan_channels(slot)
+            channel = first + count
             out.append({
                 "label": slot.label,
+                "key": slot.key,
                 "index": slot.index,
                 "codec": slot.codec,
                 "port": slot.port,
@@ -461,13 +648,13 @@ class RecordingSession:
                 "direction": slot.plan.offered_direction,
                 "remote_address": list(slot.plan.remote_address) if slot.plan.remote_address else None,
                 "file": slot.wav_path,
-                "channel": channel,
-                "participant": _participant_brief(participant),
+                "channel": first,
+                "channels": count,
+                "participant": slot.participant,
                 "packets": stats.get("packets", 0),
                 "bytes": stats.get("bytes", 0),
                 "stats": _jsonable(stats),
             })
-            channel += channels
         return out
 
     def summary(self) -> dict:
@@ -498,29 +685,67 @@ class RecordingSession:
         return out
 
     def write_record(self) -> None:
-        """``<Call-ID>.json``: the call record next to the recordings."""
-        record = self.detail()
-        record["schema"] = "siprec.call-record/1"
-        self.manager.write_file(self.base_path + ".json",
-                                json.dumps(record, indent=2, sort_keys=False, default=str).encode())
+        """``<Call-ID>.json``: the call record next to the recordings. Never raises:
+        a record that cannot be written must not cost the call."""
+        try:
+            record = self.detail()
+            record["schema"] = "siprec.call-record/1"
+            data = json.dumps(record, indent=2, sort_keys=False, default=str).encode()
+            self.manager.write_file(self.base_path + ".json", data)
+        except Exception:
+            log.failure("Call {call_id}: writing the call record failed", call_id=self.call_id)
 
     def _write_metadata_log(self) -> None:
-        """``<Call-ID>.metadata.xml``: every document, verbatim, in arrival order."""
-        parts = ['<?xml version="1.0" encoding="UTF-8"?>',
-                 f'<siprec-metadata-log call-id="{_xml_attr(self.call_id)}">']
-        for n, doc in enumerate(self.metadata_documents, 1):
-            text = doc["body"].decode("utf-8", errors="replace")
-            text = re.sub(r"^\s*<\?xml[^>]*\?>\s*", "", text)
-            cdata = text.replace("]]>", "]]]]><![CDATA[>")
-            parts.append(f'<document seq="{n}" received="{iso(doc["received_at"])}" '
-                         f'source="{_xml_attr(doc["source"])}"><![CDATA[{cdata}]]></document>')
-        parts.append("</siprec-metadata-log>\n")
-        self.manager.write_file(self.base_path + ".metadata.xml", "\n".join(parts).encode("utf-8"))
-        self.files["metadata"] = self.base_path + ".metadata.xml"
+        """``<Call-ID>.metadata.xml``: every document, verbatim, in arrival order.
+
+        Each document is the text of a ``<document>`` element: CDATA, with
+        ``]]>`` and carriage returns (which XML parsers would otherwise turn
+        into line feeds) written outside it, so a parser reads back exactly
+        what was received. A document that is not UTF-8 text XML can carry
+        is kept as base64 (``encoding="base64"``).
+        """
+        path = self.base_path + ".metadata.xml"
+        try:
+            parts = ['<?xml version="1.0" encoding="UTF-8"?>',
+                     f'<siprec-metadata-log call-id="{_xml_attr(self.call_id)}">']
+            for n, doc in enumerate(self.metadata_documents, 1):
+                attributes = (f'seq="{n}" received="{iso(doc["received_at"])}" '
+                              f'source="{_xml_attr(doc["source"])}"')
+                text = _xml_text(doc["body"])
+                if text is None:
+                    encoded = base64.b64encode(doc["body"]).decode("ascii")
+                    parts.append(f'<document {attributes} encoding="base64">{encoded}</document>')
+                else:
+                    parts.append(f"<document {attributes}>{_cdata(text)}</document>")
+            parts.append("</siprec-metadata-log>\n")
+            self.manager.write_file(path, "\n".join(parts).encode("utf-8"))
+            self.files["metadata"] = path
+        except Exception:
+            log.failure("Call {call_id}: writing the metadata log failed", call_id=self.call_id)
 
 
 def _held(plan: StreamPlan) -> bool:
     return plan.on_hold and plan.receiving
+
+
+def _same_format(a: PayloadFormat, b: PayloadFormat) -> bool:
+    return (a.payload_type, a.encoding, a.clock_rate, a.channels) == \
+        (b.payload_type, b.encoding, b.clock_rate, b.channels)
+
+
+def _plan_channels(slot: StreamSlot) -> int:
+    return slot.plan.codec.channels if slot.plan.codec is not None else 1
+
+
+def _stats_of(media) -> dict:
+    if media is None:
+        return {}
+    try:
+        stats = media.stats()
+    except Exception:
+        log.failure("Reading stream statistics failed")
+        return {}
+    return stats if isinstance(stats, dict) else {}
 
 
 def _slot_state(slot: StreamSlot, api_paused: bool) -> str:
@@ -538,7 +763,6 @@ def _participant_brief(participant) -> Optional[dict]:
 
 
 def _merge_plan(old: StreamPlan, new: StreamPlan) -> StreamPlan:
-    from dataclasses import replace
     return replace(old, offered_direction=new.offered_direction,
                    answer_direction=new.answer_direction,
                    remote_address=new.remote_address or old.remote_address,
@@ -550,8 +774,25 @@ def _quoted(text: str) -> str:
 
 
 def _xml_attr(text: str) -> str:
+    """An attribute value that survives parsing unchanged (what XML can carry of it)."""
+    text = _NOT_XML.sub("\ufffd", text)
     return (text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
-            .replace(">", "&gt;"))
+            .replace(">", "&gt;").replace("\t", "&#9;").replace("\n", "&#10;")
+            .replace("\r", "&#13;"))
+
+
+def _xml_text(body: bytes) -> Optional[str]:
+    """The document as text XML can carry verbatim, or None (then it goes as base64)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if _NOT_XML.search(text) else text
+
+
+def _cdata(text: str) -> str:
+    inner = text.replace("]]>", "]]]]><![CDATA[>").replace("\r", "]]>&#13;<![CDATA[")
+    return f"<![CDATA[{inner}]]>"
 
 
 def _jsonable(stats: dict) -> dict:
