@@ -674,7 +674,7 @@ class SipCore:
         (no 'timer' in Supported) we refresh ourselves, with UPDATE, or run no
         timer at all if the SRC does not allow UPDATE.
         """
-        supported = "timer" in request.option_tags("Supported")
+        supported = _supports_timer(request)
         min_se = self.settings.min_se
         requested_min = _delta_seconds(request.headers.get("Min-SE"))
         floor = max(min_se, requested_min or 0)
@@ -899,7 +899,7 @@ class SipCore:
         headers += self._capabilities()
         if timer is not None and timer.interval > 0:
             headers.append(("Session-Expires", f"{int(timer.interval)};refresher={timer.refresher}"))
-            if "timer" in request.option_tags("Supported"):
+            if _supports_timer(request):
                 headers.append(("Require", "timer"))  # RFC 4028 §9
         body = b""
         if sdp is not None:
@@ -1021,6 +1021,11 @@ def _parse_offer(body) -> Optional[SessionDescription]:
         return parse_sdp(body.sdp)
     except SdpParseError as e:
         raise CallRejected(400, reason_phrase(f"Malformed SDP: {e}"))
+
+
+def _supports_timer(request: Request) -> bool:
+    """The UAC takes part in session timers: 'timer' in Supported (or, oddly, only in Require)."""
+    return "timer" in request.option_tags("Supported") or "timer" in request.option_tags("Require")
 
 
 def _delta_seconds(text: Optional[str]) -> Optional[int]:

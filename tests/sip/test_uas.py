@@ -958,6 +958,13 @@ class SessionTimerTests(CoreTestCase):
         self.assertEqual(ok.headers.get("Session-Expires"), "2000;refresher=uac")
         self.assertEqual(ok.headers.get("Require"), "timer")
 
+    def test_require_timer_counts_as_support(self) -> None:
+        response = self.one(self.send(self.timer_invite("Require: timer", "Session-Expires: 60")), 422)
+        self.assertEqual(response.headers.get("Min-SE"), "90")
+        ok = self.one(self.send(self.timer_invite("Require: timer", "Session-Expires: 300", cseq=2)), 200)
+        self.assertEqual((ok.headers.get("Session-Expires"), ok.headers.get("Require")),
+                         ("300;refresher=uac", "timer"))
+
     def test_no_timer_when_neither_asks(self) -> None:
         invite, ok, call = self.establish(headers=[])
         self.assertNotIn("Session-Expires", ok.headers)
