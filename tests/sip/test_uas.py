@@ -709,6 +709,23 @@ class InDialogTests(CoreTestCase):
         self.assertEqual(call.end_reasons(), ["bye"])
         self.assertTrue(any("BYE without To-tag" in n for n in call.notes))
 
+    def test_ack_without_to_tag_matched_with_note(self) -> None:
+        ok = self.one(self.send(siprec_invite()), 200)
+        self.send(ack_for(ok, to_tag=None))
+        self.assertEqual(self.advance(TIMEOUT), [])
+        call = self.handler.sessions[0]
+        self.assertTrue(any("ACK matched" in n for n in call.notes))
+        self.assertEqual(call.end_reasons(), [])
+
+    def test_reinvite_without_to_tag_matched_with_note(self) -> None:
+        invite, ok, call = self.establish()
+        response = self.one(self.send(request("INVITE", cseq=2, body=OFFER,
+                                              content_type="application/sdp")), 200)
+        self.assertEqual(response.to.tag, ok.to.tag)
+        self.assertEqual(call.kinds(), ["offer", "offer"])
+        self.assertEqual(len(self.handler.sessions), 1)
+        self.assertTrue(any("INVITE without To-tag" in n for n in call.notes))
+
     def test_ambiguous_match_is_481(self) -> None:
         """Two dialogs share Call-ID and From-tag: a request without To-tag cannot pick one."""
         invite, ok, call = self.establish()
