@@ -117,6 +117,7 @@ class _Base:
         self.peer = peer
         self.state = State.TRYING
         self.last_response: Optional[Response] = None
+        self._send_failed = False
         self._timers: Dict[str, IDelayedCall] = {}
         self.created_at = layer.clock.seconds()
 
@@ -140,6 +141,13 @@ class _Base:
     def _send(self, response: Response) -> None:
         try:
             self.peer.send(response.to_bytes())
+        except (ConnectionError, OSError) as e:
+            # A closed TCP/TLS connection or an unreachable address: say so once.
+            if not self._send_failed:
+                self._send_failed = True
+                log.warn("Could not send {status} for {method} to {peer}: {error}",
+                         status=response.status, method=self.request.method,
+                         peer=getattr(self.peer, "remote", "?"), error=e)
         except Exception:
             log.failure("Could not send {status} for {method}", status=response.status,
                         method=self.request.method)
