@@ -646,6 +646,37 @@ SETTINGS: tuple[Setting, ...] = tuple(
          "Address of the HTTP server (REST API, health, /metrics, WebSockets)."),
         ("HTTP_PORT", Port(), "8080",
          "Port of the HTTP server."),
+        ("AUTH_ENABLED", Boolean(), "false",
+         "Require a JWT or an API key on the REST API and the WebSockets; needs "
+         "JWT_SECRET, JWT_PUBLIC_KEY_FILE or API_KEYS_FILE.", {"implemented": False}),
+        ("JWT_SECRET", Text(), "",
+         "HS256 key for JWTs, at least 32 bytes (empty = HS256 tokens refused).",
+         {"implemented": False, "secret": True}),
+        ("JWT_PUBLIC_KEY_FILE", _FILE, "",
+         "PEM RSA public key (or certificate) checking RS256 JWTs (empty = RS256 "
+         "tokens refused).", {"implemented": False}),
+        ("JWT_ISSUER", Text(), "",
+         "Required iss claim of JWTs (empty = not checked).", {"implemented": False}),
+        ("JWT_AUDIENCE", Text(), "",
+         "Required aud claim of JWTs (empty = not checked).", {"implemented": False}),
+        ("JWT_LEEWAY", Duration(positive=False), "30s",
+         "Clock skew allowed when checking exp and nbf of JWTs.", {"implemented": False}),
+        ("API_KEYS_FILE", _FILE, "",
+         "File of API keys, one 'name role sha256:HEX' line each; keys are stored "
+         "only as hashes (python -m siprec.security.auth new-key makes one).",
+         {"implemented": False}),
+        ("AUTH_PUBLIC_HEALTH", Boolean(), "true",
+         "With AUTH_ENABLED, /health, /health/live, /health/ready and /status "
+         "still answer without credentials (for load balancers).", {"implemented": False}),
+        ("AUTH_PUBLIC_METRICS", Boolean(), "false",
+         "With AUTH_ENABLED, /metrics answers without credentials (for "
+         "Prometheus scrapers without a token).", {"implemented": False}),
+        ("WS_CLIENT_BUFFER", Integer(1, 1_000_000), "1000",
+         "Events queued for one WebSocket client that reads too slowly; past it "
+         "the client is closed with code 4008.", {"implemented": False}),
+        ("WS_MAX_CLIENTS", Integer(minimum=0), "1000",
+         "Most WebSocket clients connected at once; more are refused with 503 "
+         "(0 = unlimited).", {"implemented": False}),
     )
     + _section(
         "Logging",
@@ -728,7 +759,36 @@ SETTINGS: tuple[Setting, ...] = tuple(
         "Messaging",
         ("AMQP_URL", Url(("amqp", "amqps")), "",
          "RabbitMQ URL, e.g. amqp://user:password@host:5672/vhost.", _SECRET),
+        ("AMQP_ENDPOINTS", UrlList(("amqp", "amqps")), "",
+         "More brokers, comma-separated amqp(s):// URLs; every event goes to "
+         "AMQP_URL and to each of these, each with its own buffer and reconnects.",
+         _SECRET),
+        ("AMQP_EXCHANGE", Text(), "siprec.events",
+         "Exchange events are published to, with the event type as routing key "
+         "(empty = the default exchange, routing key AMQP_QUEUE_NAME)."),
+        ("AMQP_EXCHANGE_TYPE", Choice(("topic", "direct", "fanout")), "topic",
+         "Type of AMQP_EXCHANGE when siprec declares it."),
         ("AMQP_QUEUE_NAME", Text(), "", "Queue that receives transcriptions."),
+        ("AMQP_QUEUE_BINDING", Text(), "#",
+         "Routing-key pattern binding AMQP_QUEUE_NAME to AMQP_EXCHANGE (# = "
+         "every event published)."),
+        ("AMQP_DURABLE", Boolean(), "true",
+         "Declare the exchange and queue durable and publish persistent messages."),
+        ("AMQP_BUFFER_SIZE", Integer(1, 10_000_000), "10000",
+         "Events kept per broker while it is unreachable or slow to confirm; "
+         "beyond it the oldest are dropped and counted."),
+        ("AMQP_BATCH_SIZE", Integer(1, 10_000), "100",
+         "Events published to a broker in one go before yielding to other work."),
+        ("AMQP_BATCH_INTERVAL", Duration(), "50ms",
+         "Longest wait before a partial batch is published."),
+        ("AMQP_MAX_IN_FLIGHT", Integer(1, 100_000), "1000",
+         "Published events a broker may leave unconfirmed before siprec waits."),
+        ("AMQP_CONFIRM_TIMEOUT", Duration(), "30s",
+         "An event unconfirmed this long makes siprec reconnect and publish it again."),
+        ("AMQP_RECONNECT_MIN_DELAY", Duration(), "500ms",
+         "First wait before reconnecting to a broker; doubled after each failure."),
+        ("AMQP_RECONNECT_MAX_DELAY", Duration(), "30s",
+         "Longest wait between reconnection attempts."),
         ("ENABLE_REALTIME_AMQP", Boolean(), "false",
          "Publish live transcript and analytics events to AMQP as they happen."),
         ("PUBLISH_PARTIAL_TRANSCRIPTS", Boolean(), "true",
