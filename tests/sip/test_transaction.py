@@ -346,12 +346,19 @@ class InviteServerTests(Base):
         self.assertEqual(len(self.tu.requests), 2)
 
     def test_send_failure_does_not_escape(self) -> None:
+        """A closed connection costs one warning, not an exception or a traceback per retry."""
+        from twisted.logger import globalLogPublisher
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
         self.peer.fail = True
         tx = self.invite_tx()
         self.respond(tx, 200)
         self.advance_to(2)
         self.assertIs(tx.state, State.ACCEPTED)
-        self.assertTrue(self.flushLoggedErrors(ConnectionError))
+        self.assertEqual(self.flushLoggedErrors(), [])
+        warnings = [e for e in events if "Could not send" in e.get("log_format", "")]
+        self.assertEqual(len(warnings), 1)
 
 
 class NonInviteServerTests(Base):
