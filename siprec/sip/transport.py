@@ -139,6 +139,7 @@ class SipStreamProtocol(protocol.Protocol):
         self.local: Tuple[str, int] = ("", 0)
         self.peer: Optional[StreamPeer] = None
         self.closing = False
+        self._partial_timer = None
 
     def connectionMade(self) -> None:
         self.framer = StreamFramer(self.factory.max_size)
@@ -154,6 +155,7 @@ class SipStreamProtocol(protocol.Protocol):
     def connectionLost(self, reason=None) -> None:
         # Twisted leaves ``connected`` set; StreamPeer.connected must say the truth.
         self.connected = False
+        self._stop_partial_timer()
         if self.factory.connections.get(self.remote) is self:
             del self.factory.connections[self.remote]
 
@@ -179,6 +181,30 @@ class SipStreamProtocol(protocol.Protocol):
                          self.factory.max_size)
             except Exception:
                 log.failure("Unhandled error processing a message from {src}", src=self.remote)
+        self._watch_partial()
+
+    def _watch_partial(self) -> None:
+        """A message left half-sent for too long (slowloris) closes the connection;
+        an idle connection with nothing pending stays open as long as it likes."""
+        if self.framer.buffered and not self.closing:
+            if self._partial_timer is None:
+                self._partial_timer = self.factory.clock.callLater(
+                    self.factory.partial_timeout, self._partial_expired)
+        else:
+            self._stop_partial_timer()
+
+    def _partial_expired(self) -> None:
+        self._partial_timer = None
+        log.info("Closing {t} connection from {src}: incomplete message for {s:g}s",
+                 t=self.factory.transport_name, src=self.remote, s=self.factory.partial_timeout)
+        self.closing = True
+        self.transport.loseConnection()
+
+    def _stop_partial_timer(self) -> None:
+        if self._partial_timer is not None:
+            if self._partial_timer.active():
+                self._partial_timer.cancel()
+            self._partial_timer = None
 
     def _answer_unframable(self, error: FramingError) -> None:
         try:
@@ -198,14 +224,31 @@ class SipStreamProtocol(protocol.Protocol):
 class SipStreamFactory(protocol.ServerFactory):
     protocol = SipStreamProtocol
 
-    def __init__(self, core, transport_name: str = "TCP", max_size: int = 65536):
+    def __init__(self, core, transport_name: str = "TCP", max_size: int = 65536,
+                 clock=None, max_connections: int = 4096, partial_timeout: float = 32.0):
         self.core = core
         self.transport_name = transport_name
         self.max_size = max_size
+        self.max_connections = max_connections
+        self.partial_timeout = partial_timeout
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
+        self.refused = 0
         self.connections: Dict[Tuple[str, int], SipStreamProtocol] = {}
         # Our listening address as seen on an accepted connection: the sent-by of
         # requests we send on connections we open ourselves.
         self.listening: Optional[Tuple[str, int]] = None
+
+    def buildProtocol(self, addr):
+        if len(self.connections) >= self.max_connections:
+            self.refused += 1
+            if self.refused == 1 or self.refused % 100 == 0:
+                log.warn("Refusing {t} connection from {host}: {n} connections open (limit)",
+                         t=self.transport_name, host=getattr(addr, "host", "?"),
+                         n=len(self.connections))
+            return None
+        return super().buildProtocol(addr)
 
 
 class OutboundStreamPeer:

@@ -422,3 +422,61 @@ class SocketTests(TestCase):
         yield client.closed
         self.assertEqual([r.status for r in _responses(client.data)], [513])
         self.assertEqual(factory.connections, {})
+
+
+class StreamLimitsTests(SynchronousTestCase):
+    """Slow senders and connection floods cannot exhaust the server."""
+
+    def make(self, **kw):
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
+        from siprec.sip.transport import SipStreamFactory
+
+        class Core:
+            def __init__(self):
+                self.received = []
+
+            def receive(self, message, peer):
+                self.received.append(message)
+
+            def parse_error(self, error, peer):
+                pass
+
+        clock = Clock()
+        factory = SipStreamFactory(Core(), "TCP", clock=clock, **kw)
+        return factory, clock, StringTransport
+
+    def test_partial_message_times_out(self):
+        """Half a message left for partial_timeout seconds closes the connection."""
+        from twisted.internet.address import IPv4Address
+        factory, clock, StringTransport = self.make(partial_timeout=10)
+        proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5000))
+        proto.makeConnection(transport)
+        proto.dataReceived(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h")
+        clock.advance(9)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(2)
+        self.assertTrue(transport.disconnecting)
+
+    def test_idle_connection_stays(self):
+        """A connection with nothing pending is never closed for idleness."""
+        from twisted.internet.address import IPv4Address
+        factory, clock, StringTransport = self.make(partial_timeout=10)
+        proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5000))
+        proto.makeConnection(transport)
+        proto.dataReceived(b"\r\n\r\n")
+        clock.advance(3600)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_connection_cap(self):
+        """Beyond max_connections, new connections are refused."""
+        from twisted.internet.address import IPv4Address
+        factory, clock, StringTransport = self.make(max_connections=2)
+        for port in (1, 2):
+            proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", port))
+            proto.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", port)))
+        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 3)))
+        self.assertEqual(factory.refused, 1)
