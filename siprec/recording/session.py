@@ -142,6 +142,7 @@ class RecordingSession:
         self._timeout_warned = False
         self._lines: Dict[str, StreamSlot] = {}  # m-line identity -> its latest slot
         self._used_paths: Set[str] = set()
+        self._used_keys: Set[str] = set()
         # Channel order of the combined file: slot keys, fixed once set (see _settle_channels).
         self._channel_order: List[str] = []
         self._order_from_metadata = False
@@ -383,14 +384,15 @@ class RecordingSession:
 
     def _file_key(self, label: str, stem: str, first: bool) -> str:
         """The stream's key in ``files``: its label the first time, else its file stem."""
-        taken = set(self.slots) | _RESERVED_FILE_KEYS
-        for candidate in ([label] if first else []) + [stem]:
-            if candidate not in taken:
-                return candidate
+        taken = self._used_keys | _RESERVED_FILE_KEYS
+        candidates = ([label] if first else []) + [stem]
         n = 2
-        while f"{stem}#{n}" in taken:
+        while all(c in taken for c in candidates):
+            candidates = [f"{stem}#{n}"]
             n += 1
-        return f"{stem}#{n}"
+        key = next(c for c in candidates if c not in taken)
+        self._used_keys.add(key)
+        return key
 
     def _register(self, slot: StreamSlot) -> None:
         now = self.clock.seconds()
@@ -409,6 +411,7 @@ class RecordingSession:
     def _discard(self, slot: StreamSlot) -> None:
         """Undo an opening that the offer will not keep (another stream failed)."""
         self._used_paths.discard(slot.wav_path)
+        self._used_keys.discard(slot.key)
         d = maybeDeferred(self.manager.media.close_stream, slot.media)
         d.addErrback(lambda f: log.failure("Call {call_id}: closing stream {label} failed", f,
                                            call_id=self.call_id, label=slot.label))

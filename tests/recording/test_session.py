@@ -10,6 +10,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import Logger
@@ -24,7 +26,9 @@ from siprec.sip.uas import CallRejected
 START = 1_700_000_000.0
 SRC_HOST = "198.51.100.7"
 OUR_ADDRESS = "192.0.2.10"
-CODEC_NAMES = {0: "PCMU/8000", 8: "PCMA/8000", 9: "G722/8000", 18: "G729/8000", 96: "opus/48000/2"}
+# 98 and 99: names no decoder will ever have (the codec registry grows).
+CODEC_NAMES = {0: "PCMU/8000", 8: "PCMA/8000", 96: "opus/48000/2",
+               98: "X-VENDOR-A/8000", 99: "X-VENDOR-B/16000"}
 
 
 # -- fakes -------------------------------------------------------------------------
@@ -294,7 +298,7 @@ class InitialOfferTests(SynchronousTestCase):
 
     def test_rejected_mlines_answered_at_port_zero(self) -> None:
         """Video and an undecodable audio m-line get port 0; the good one is recorded."""
-        session, answer = self.h.call([M("v", pts=(97,), media="video"), M("g729", pts=(18,)),
+        session, answer = self.h.call([M("v", pts=(97,), media="video"), M("odd", pts=(98,)),
                                        M("leg0")])
         self.assertEqual([m.port for m in answer.media][:2], [0, 0])
         self.assertNotEqual(answer.media[2].port, 0)
@@ -305,13 +309,13 @@ class InitialOfferTests(SynchronousTestCase):
         """No decodable codec: 488 with a Warning naming what was offered; nothing opened."""
         session = self.h.session()
         with self.assertRaises(CallRejected) as caught:
-            session.offer(offer([M("leg0", pts=(18, 9), telephone_event=False)]), [])
+            session.offer(offer([M("leg0", pts=(98, 99), telephone_event=False)]), [])
         rejected = caught.exception
         self.assertEqual(rejected.status, 488)
         warning = dict(rejected.headers)["Warning"]
         self.assertTrue(warning.startswith("304 siprec "), warning)
-        self.assertIn("G729/8000", warning)
-        self.assertIn("G722/8000", warning)
+        self.assertIn("X-VENDOR-A/8000", warning)
+        self.assertIn("X-VENDOR-B/16000", warning)
         self.assertEqual(warning.count('"'), 2)  # one quoted text, nothing breaking out of it
         self.assertEqual(self.h.media.opened, [])
         self.assertEqual(session.state, "setup")
@@ -397,6 +401,19 @@ class ReofferTests(SynchronousTestCase):
         first = self.session.slots["leg1"]
         self.assertTrue(first.closed)
         self.assertEqual(first.final_stats["packets"], 50)
+
+    def test_duplicate_labels_get_their_own_streams(self) -> None:
+        """Two m-lines with one label (and one named like the other's second file)."""
+        h = Harness(self)
+        session, answer = h.call([M("x"), M("x"), M("x_2")])
+        self.assertEqual(len(set(m.port for m in answer.media)), 3)
+        base = os.path.join(h.dir, "call-1@src.example.com")
+        self.assertEqual(sorted(session.files.values()),
+                         [f"{base}_x.wav", f"{base}_x_2.wav", f"{base}_x_2_2.wav"])
+        self.assertEqual(len(session.slots), 3)
+        self.assertEqual(len(set(s.wav_path for s in session.slots.values())), 3)
+        self.successResultOf(session.end("bye"))
+        self.assertEqual(len(h.media.closed), 3)
 
     def test_dropped_mline_closes_and_is_tolerated(self) -> None:
         """A re-offer that simply leaves an m-line out closes it (and says so once)."""
@@ -589,6 +606,21 @@ class MetadataTests(SynchronousTestCase):
         self.assertEqual([d.get("seq") for d in root], ["1", "2", "3", "4", "5"])
         self.assertEqual([d.get("source") for d in root][:3], ["INVITE", "UPDATE", "UPDATE"])
         self.assertEqual([d.get("encoding") for d in root], [None, None, "base64", "base64", None])
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(st.one_of(st.binary(max_size=64),
+                              st.text(max_size=64).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                              st.sampled_from([b"]]>", b"\r\n", b"\r", b"<![CDATA[", b"]]]]>"])),
+                    min_size=1, max_size=4),
+           st.text(max_size=20))
+    def test_any_documents_round_trip(self, documents: List[bytes], call_id: str) -> None:
+        """Whatever bytes arrive (and whatever the Call-ID), the log is well-formed XML
+        that gives every document back exactly."""
+        h = Harness(self)
+        session = h.session(call_id)
+        session.metadata_received(documents)
+        self.assertEqual(read_metadata_log(session.files["metadata"]), documents)
+        self.assertEqual(os.path.dirname(session.files["metadata"]), h.dir)
 
     def test_log_well_formed_with_hostile_call_id(self) -> None:
         call_id = 'x"><evil a="\x00\r\n\t&'
