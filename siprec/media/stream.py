@@ -86,6 +86,7 @@ class MediaStream(DatagramProtocol):
 
         self._decoders: Dict[int, Decoder] = {}
         self._event_pts: Set[int] = set()
+        self._cn_pts: Set[int] = set()
         self._undecodable_pts: Set[int] = set()
         self._primary: Optional[Decoder] = None
         self._primary_pt: Optional[int] = None
@@ -123,6 +124,7 @@ class MediaStream(DatagramProtocol):
         self.overflow_dropped = 0
         self.paused_packets = 0
         self.telephone_events = 0
+        self.comfort_noise = 0
         self.unknown_payload_type = 0
         self.undecodable = 0
         self.decode_errors = 0
@@ -136,6 +138,9 @@ class MediaStream(DatagramProtocol):
         self._event_pts = {f.payload_type for f in event_formats}
         for fmt in self.spec.formats:
             if fmt.is_telephone_event:
+                continue
+            if fmt.encoding.upper() == "CN":
+                self._cn_pts.add(fmt.payload_type)
                 continue
             decoder = get_decoder(fmt)
             if decoder is None:
@@ -342,6 +347,8 @@ class MediaStream(DatagramProtocol):
             if decoder is None:
                 if pt in self._event_pts:
                     self.telephone_events += 1
+                elif pt in self._cn_pts:
+                    self.comfort_noise += 1
                 elif pt in self._undecodable_pts:
                     self.undecodable += 1
                 else:
@@ -410,6 +417,7 @@ class MediaStream(DatagramProtocol):
             "overflow_dropped": self.overflow_dropped,
             "paused_packets": self.paused_packets,
             "telephone_events": self.telephone_events,
+            "comfort_noise": self.comfort_noise,
             "unknown_payload_type": self.unknown_payload_type,
             "undecodable": self.undecodable,
             "decode_errors": self.decode_errors,

@@ -35,8 +35,9 @@ class RegistryTests(SynchronousTestCase):
     def test_unknown(self) -> None:
         """Formats without a decoder give None / False."""
         for fmt in (
-            PayloadFormat(18, "G729", 8000),
-            PayloadFormat(19, "CN", 8000),
+            PayloadFormat(110, "EVS", 16000),
+            PayloadFormat(97, "SPEEX", 8000),
+            PayloadFormat(98, "X-NOT-A-CODEC", 8000),
             PayloadFormat(101, "TELEPHONE-EVENT", 8000),
             PayloadFormat(0, "PCMU", 16000),
             PayloadFormat(0, "PCMU", 8000, channels=2),
@@ -54,7 +55,7 @@ class RegistryTests(SynchronousTestCase):
         """A registered factory is found by name; samples_per_tick follows the rates."""
         saved = dict(codecs._REGISTRY)
         self.addCleanup(lambda: (codecs._REGISTRY.clear(), codecs._REGISTRY.update(saved)))
-        register_decoder("wide", lambda fmt: _Wideband())
+        register_decoder("wide", lambda fmt, options: _Wideband())
         decoder = get_decoder(PayloadFormat(9, "WIDE", 8000))
         self.assertIsInstance(decoder, _Wideband)
         self.assertEqual(decoder.samples_per_tick, 2.0)

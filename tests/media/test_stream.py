@@ -173,7 +173,8 @@ class StreamUnitTests(StreamTestsMixin, SynchronousTestCase):
         self.send(rtp(5, b"\xff" * FRAME))
         stats = self.successResultOf(self.stream.close())
         self.assertEqual(
-            (stats["telephone_events"], stats["undecodable"], stats["unknown_payload_type"]), (1, 1, 1)
+            (stats["telephone_events"], stats["comfort_noise"], stats["undecodable"], stats["unknown_payload_type"]),
+            (1, 1, 0, 1),
         )
         data = self.wav()
         self.assertEqual(len(data), 6 * FRAME)
@@ -291,9 +292,9 @@ class StreamUnitTests(StreamTestsMixin, SynchronousTestCase):
 class StreamSetupTests(StreamTestsMixin, SynchronousTestCase):
     def test_no_decodable_format(self) -> None:
         """Without a decodable codec no WAV is written; packets are still counted."""
-        stream = self.make_stream(CN, PayloadFormat(18, "G729", 8000))
+        stream = self.make_stream(CN, PayloadFormat(110, "EVS", 16000))
         FakeUdpPort(stream, 30000)
-        stream.datagramReceived(rtp(0, b"\x00" * 20, pt=18), SRC)
+        stream.datagramReceived(rtp(0, b"\x00" * 20, pt=110), SRC)
         stats = self.successResultOf(stream.close())
         self.assertEqual((stats["packets"], stats["undecodable"], stats["wav_path"]), (1, 1, None))
         self.assertFalse(os.path.exists(self.spec.wav_path))

@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
 
 import numpy as np
+
+# Opus always runs an RTP clock of 48 kHz; recordings keep that unless told.
+DEFAULT_OPUS_SAMPLE_RATE = 48000
+OPUS_SAMPLE_RATES = (8000, 12000, 16000, 24000, 48000)
+
+
+class DecodeError(ValueError):
+    """A payload the decoder could not turn into audio."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecoderOptions:
+    """Settings that change what a decoder outputs (plain data: crosses processes)."""
+
+    opus_sample_rate: int = DEFAULT_OPUS_SAMPLE_RATE
+
+    def __post_init__(self) -> None:
+        if self.opus_sample_rate not in OPUS_SAMPLE_RATES:
+            raise ValueError(
+                f"Opus sample rate must be one of {', '.join(map(str, OPUS_SAMPLE_RATES))}, "
+                f"got {self.opus_sample_rate}"
+            )
+
+
+DEFAULT_OPTIONS = DecoderOptions()
 
 
 class Decoder(ABC):
     """Turns one RTP payload into 16-bit PCM.
 
     ``decode`` returns int16 samples, interleaved when ``channels > 1``.
-    Decoders may keep state between packets (later codecs do), so use one
-    instance per stream.
+    Decoders may keep state between packets (most codecs do), so use one
+    instance per stream, and feed packets in sequence order.
     """
 
     encoding: str  # rtpmap name, upper case
@@ -30,4 +57,17 @@ class Decoder(ABC):
 
     @abstractmethod
     def decode(self, payload: bytes) -> np.ndarray:
-        """Decode one payload into int16 PCM."""
+        """Decode one payload into int16 PCM; raise DecodeError on garbage."""
+
+    def decode_batch(self, payloads: Sequence[bytes]) -> List[Optional[np.ndarray]]:
+        """Decode several payloads in order; None where one failed.
+
+        Stateless codecs override this to decode a whole batch at once.
+        """
+        out: List[Optional[np.ndarray]] = []
+        for payload in payloads:
+            try:
+                out.append(self.decode(payload))
+            except DecodeError:
+                out.append(None)
+        return out

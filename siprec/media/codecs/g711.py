@@ -7,6 +7,8 @@ tests and the test client.
 
 from __future__ import annotations
 
+from typing import List, Optional, Sequence
+
 import numpy as np
 
 from siprec.media.codecs.base import Decoder
@@ -82,6 +84,19 @@ class _G711Decoder(Decoder):
 
     def decode(self, payload: bytes) -> np.ndarray:
         return self._table[np.frombuffer(payload, dtype=np.uint8)]
+
+    def decode_batch(self, payloads: Sequence[bytes]) -> List[Optional[np.ndarray]]:
+        """One table lookup for the whole batch, split into per-packet views."""
+        if len(payloads) == 1:
+            return [self._table[np.frombuffer(payloads[0], dtype=np.uint8)]]
+        pcm = self._table[np.frombuffer(b"".join(payloads), dtype=np.uint8)]
+        out: List[Optional[np.ndarray]] = []
+        start = 0
+        for payload in payloads:
+            end = start + len(payload)
+            out.append(pcm[start:end])
+            start = end
+        return out
 
 
 class PcmuDecoder(_G711Decoder):
