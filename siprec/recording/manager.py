@@ -66,6 +66,7 @@ class RecordingManager:
         self.combine = combine or combine_legs
         self._watchdog: Optional[task.LoopingCall] = None
         self.calls_total = 0
+        self._claimed: set = set()  # base paths of live sessions
         self.closed_totals = {"packets": 0, "bytes": 0, "dropped": 0, "late": 0}
 
     # -- lifecycle -------------------------------------------------------------
@@ -122,7 +123,21 @@ class RecordingManager:
         if self.metrics:
             self.metrics.call_started()
 
+    def claim_base_path(self, name: str) -> str:
+        """``RECORDING_DIR/<name>``, or ``<name>~2``, ``~3`` … when a live session or an
+        earlier call's files already use it (a Call-ID reused by a later call, or two
+        dialogs sharing a Call-ID): recordings are never overwritten."""
+        directory = self.settings.recording_dir
+        candidate, n = os.path.join(directory, name), 1
+        while candidate in self._claimed or any(
+                os.path.exists(candidate + ext) for ext in (".json", ".wav", ".metadata.xml")):
+            n += 1
+            candidate = os.path.join(directory, f"{name}~{n}")
+        self._claimed.add(candidate)
+        return candidate
+
     def session_ended(self, session: RecordingSession, was_active: bool) -> None:
+        self._claimed.discard(session.base_path)
         self._setting_up.pop(session.id, None)
         if self.active.pop(session.id, None) is not None:
             for slot in session.slots.values():

@@ -148,8 +148,7 @@ class RecordingSession:
         self._order_from_metadata = False
         self._layout: Optional[Dict[str, Tuple[int, int]]] = None  # key -> (channel, count) as combined
         self._api_resumed_at: Optional[float] = None
-        base = safe_filename(call_id)
-        self.base_path = os.path.join(manager.settings.recording_dir, base)
+        self.base_path = manager.claim_base_path(safe_filename(call_id))
 
     # -- identity ----------------------------------------------------------------
     @property

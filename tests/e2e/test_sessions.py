@@ -189,14 +189,14 @@ class CallLifecycleTests(TestCase):
 
     @defer.inlineCallbacks
     def test_undecodable_offer_488(self):
-        """An offer with only G.729 is answered 488 with a Warning."""
+        """An offer with only EVS (no decoder exists here) is answered 488 with a Warning."""
         streams = [StreamOffer("1")]
         sdp = (b"v=0\r\no=src 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-               b"m=audio 40000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\na=label:1\r\na=sendonly\r\n")
+               b"m=audio 40000 RTP/AVP 96\r\na=rtpmap:96 EVS/16000\r\na=label:1\r\na=sendonly\r\n")
         call = yield self.client.invite(streams, body_override=multipart_body(
             sdp, metadata_xml("s", streams)))
         self.assertEqual(call.final.status, 488)
-        self.assertIn("G729", call.final.headers.get("Warning") or "")
+        self.assertIn("EVS", call.final.headers.get("Warning") or "")
         self.assertEqual(self.service.manager.active_count, 0)
 
     @defer.inlineCallbacks

@@ -6,6 +6,8 @@ from typing import List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+import os
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from siprec.recording import manager as manager_module
@@ -418,3 +420,21 @@ class RunnerTests(SynchronousTestCase):
         d = manager.run_blocking(lambda a, b: a + b, 2, 3)
         self.assertEqual(self.successResultOf(d), 5)
         self.assertEqual(len(calls), 1)
+
+
+class BasePathTests(SynchronousTestCase):
+    """Recordings are never overwritten by a call reusing a Call-ID."""
+
+    def test_claims_are_unique(self):
+        import tempfile
+        from siprec.recording.manager import ManagerSettings, RecordingManager
+        from twisted.internet.task import Clock
+        directory = tempfile.mkdtemp()
+        manager = RecordingManager(Clock(), None, ManagerSettings(directory, "127.0.0.1"))
+        first = manager.claim_base_path("abc")
+        second = manager.claim_base_path("abc")
+        self.assertEqual(first, os.path.join(directory, "abc"))
+        self.assertEqual(second, os.path.join(directory, "abc~2"))
+        with open(os.path.join(directory, "old.json"), "w"):
+            pass
+        self.assertEqual(manager.claim_base_path("old"), os.path.join(directory, "old~2"))
