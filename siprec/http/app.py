@@ -1,17 +1,18 @@
-"""The REST API: sessions, health probes, status and Prometheus metrics.
+"""The REST API: sessions, pause/resume, health probes, status, metrics, OpenAPI.
 
 `SiprecApi` is a Klein class given its collaborators; it is mounted into a Site
-by `make_site` (siprec.http.site), never run on its own. One error handler
-turns every failure into ``{"error": {"code", "message"}}`` with the right
-status; tracebacks go to the log only.
+by `make_site` (siprec.http.site), never run on its own. Routes are declared
+with siprec.http.routing.endpoint (here and in the route modules control.py
+and openapi.py, mixed in), which checks access with the Authenticator given
+(none: auth off). One error handler turns every failure into
+``{"error": {"code", "message"}}`` with the right status; tracebacks go to the
+log only.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+from typing import Any, Optional
 
-from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -20,34 +21,24 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from siprec.http.errors import ApiError, not_found, write_error, write_json
-from siprec.http.limits import body_too_large, check_request, too_large
+from siprec.http.control import FINAL_STATES, MAX_SESSION_ID, ControlRoutes
+from siprec.http.limits import body_too_large, too_large
+from siprec.http.openapi import OpenApiRoutes
 from siprec.http.params import page_params
+from siprec.http.routing import Access, endpoint, router
 from siprec.http.site import make_site
 from siprec.ops.health import Health, Readiness
 from siprec.ops.metrics import Metrics
+from siprec.security.auth import Authenticator
 
 __all__ = ["SiprecApi", "make_site", "FINAL_STATES"]
 
 log = Logger()
 
-FINAL_STATES = frozenset({"ended", "failed"})  # session states that need no terminating
-MAX_SESSION_ID = 512  # longer ids cannot name a session; not passed to the manager
 UNMATCHED = "unmatched"  # route label for requests no route took
-
-
-def _endpoint(app: Klein, path: str, *methods: str) -> Callable:
-    """`app.route` plus what every route needs: request checks and timing."""
-
-    def decorate(handler: Callable) -> Callable:
-        @functools.wraps(handler)
-        def endpoint(self: "SiprecApi", request: IRequest, **kwargs: Any) -> Any:
-            self._observe(request, path)
-            check_request(request)
-            return handler(self, request, **kwargs)
-
-        return app.route(path, methods=list(methods))(endpoint)
-
-    return decorate
+_AUTH_RESPONSES = {401: "no or invalid credentials", 403: "role not allowed"}
+_PAGE_QUERY = (("limit", "integer", "items per page, 0-500 (larger values are capped)"),
+               ("offset", "integer", "items to skip, 0-1000000"))
 
 
 def _printable(raw: bytes, limit: int = 200) -> str:
@@ -56,20 +47,27 @@ def _printable(raw: bytes, limit: int = 200) -> str:
     return text + ("..." if len(raw) > limit else "")
 
 
-class SiprecApi:
-    """HTTP API over the recording manager, metrics and health registry."""
+class SiprecApi(ControlRoutes, OpenApiRoutes):
+    """HTTP API over the recording manager, metrics and health registry.
 
-    app = Klein()
+    `auth` decides who may call what (siprec.security.auth); None leaves the
+    API open, as with AUTH_ENABLED=false.
+    """
+
+    app = router
 
     def __init__(self, manager: Any, metrics: Metrics, health: Health,
-                 clock: IReactorTime) -> None:
+                 clock: IReactorTime, auth: Optional[Authenticator] = None) -> None:
         self.manager = manager
         self.metrics = metrics
         self.health = health
         self.clock = clock
+        self.auth = auth
 
     # -- health and status -------------------------------------------------------
-    @_endpoint(app, "/health", "GET")
+    @endpoint("/health", "GET", access=Access.HEALTH, tag="Health",
+              summary="Liveness, readiness and status; 503 unless ready",
+              response_schema="Health", responses={503: "not ready or draining", **_AUTH_RESPONSES})
     def health_aggregate(self, request: IRequest) -> Deferred:
         """Liveness, readiness and status in one answer; 503 unless ready."""
 
@@ -84,18 +82,24 @@ class SiprecApi:
 
         return self.health.ready().addCallback(answer)
 
-    @_endpoint(app, "/health/live", "GET")
+    @endpoint("/health/live", "GET", access=Access.HEALTH, tag="Health",
+              summary="200 while the process runs", response_schema="Health",
+              responses=_AUTH_RESPONSES)
     def health_live(self, request: IRequest) -> bytes:
         return write_json(request, 200, self.health.live())
 
-    @_endpoint(app, "/health/ready", "GET")
+    @endpoint("/health/ready", "GET", access=Access.HEALTH, tag="Health",
+              summary="200 when every check passes; 503 not ready or draining",
+              response_schema="Health", responses={503: "not ready or draining", **_AUTH_RESPONSES})
     def health_ready(self, request: IRequest) -> Deferred:
         def answer(readiness: Readiness) -> bytes:
             return write_json(request, 200 if readiness.ok else 503, readiness.to_json())
 
         return self.health.ready().addCallback(answer)
 
-    @_endpoint(app, "/status", "GET")
+    @endpoint("/status", "GET", access=Access.HEALTH, tag="Health",
+              summary="Version, uptime, draining flag and active calls",
+              response_schema="Status", responses=_AUTH_RESPONSES)
     def status(self, request: IRequest) -> bytes:
         return write_json(request, 200, self._status())
 
@@ -104,7 +108,10 @@ class SiprecApi:
         return {**self.health.status(), "active_calls": int(self.manager.active_count)}
 
     # -- sessions --------------------------------------------------------------------
-    @_endpoint(app, "/api/sessions", "GET")
+    @endpoint("/api/sessions", "GET", access=Access.READ, tag="Sessions",
+              summary="Active sessions, then recently ended ones, a page at a time",
+              response_schema="SessionList", query=_PAGE_QUERY,
+              responses={400: "bad limit or offset", **_AUTH_RESPONSES})
     def list_sessions(self, request: IRequest) -> bytes:
         page = page_params(request.args)
         sessions = list(self.manager.sessions())
@@ -112,11 +119,18 @@ class SiprecApi:
         return write_json(request, 200, {"sessions": items, "total": len(sessions),
                                          "limit": page.limit, "offset": page.offset})
 
-    @_endpoint(app, "/api/sessions/<path:session_id>", "GET")
+    @endpoint("/api/sessions/<path:session_id>", "GET", access=Access.READ, tag="Sessions",
+              summary="One session (by session id or Call-ID) with its call record",
+              response_schema="SessionDetail", responses={404: "no such session",
+                                                          **_AUTH_RESPONSES})
     def get_session(self, request: IRequest, session_id: str) -> bytes:
         return write_json(request, 200, self._find(session_id).detail())
 
-    @_endpoint(app, "/api/sessions/<path:session_id>", "DELETE")
+    @endpoint("/api/sessions/<path:session_id>", "DELETE", access=Access.CONTROL,
+              tag="Sessions", summary="End a recording: BYE to the SRC, then finalise",
+              response_schema="Session",
+              responses={200: "the session had already ended", 404: "no such session",
+                         **_AUTH_RESPONSES})
     def terminate_session(self, request: IRequest, session_id: str) -> bytes:
         """Ask for a BYE and finalisation; answer without waiting for them (202)."""
         session = self._find(session_id)
@@ -143,7 +157,9 @@ class SiprecApi:
                     session_id=session_id)
 
     # -- metrics -----------------------------------------------------------------------
-    @_endpoint(app, "/metrics", "GET")
+    @endpoint("/metrics", "GET", access=Access.METRICS, tag="Metrics",
+              summary="Prometheus text (OpenMetrics when asked for)",
+              content_type="text/plain", responses=_AUTH_RESPONSES)
     def prometheus(self, request: IRequest) -> bytes:
         accept = request.getHeader(b"Accept")
         body, content_type = self.metrics.render(accept.decode("latin-1") if accept else None)
@@ -152,7 +168,7 @@ class SiprecApi:
         return body
 
     # -- errors and bookkeeping ------------------------------------------------------------
-    @app.handle_errors(Exception)
+    @router.handle_errors(Exception)
     def _error(self, request: IRequest, failure: Failure) -> bytes:
         """The one place failures become answers."""
         try:

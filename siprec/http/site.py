@@ -1,14 +1,14 @@
 """The web Site: the Klein API at the root, other resources mounted beside it.
 
 `ApiRoot` hands every path to the Klein resource except those mounted with
-`mount()` (the WebSocket endpoints, later), and screens each request first so
+`mount()` (the WebSocket endpoints /ws and /ws/analytics), and screens each request first so
 that even failures outside Klein's routing (oversized body, non-UTF-8 URL)
 get a JSON answer.
 """
 
 from __future__ import annotations
 
-from typing import FrozenSet, Optional
+from typing import FrozenSet, Mapping, Optional
 
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
@@ -98,13 +98,18 @@ class ApiRoot(Resource):
         return self.api.render(request)
 
 
-def make_site(api, *, timeout: float = IDLE_TIMEOUT) -> Site:
+def make_site(api, *, timeout: float = IDLE_TIMEOUT,
+              mounts: Optional[Mapping[str, IResource]] = None) -> Site:
     """A Site serving `api` (a SiprecApi) with bounded requests, ready to listen on.
 
-    Mount more resources with ``site.resource.mount("/ws", resource)``.
+    `mounts` maps paths to resources served beside the API, e.g. the
+    WebSocket endpoints from siprec.realtime.websocket.websocket_resources();
+    more can be mounted later with ``site.resource.mount("/ws", resource)``.
     """
     prefixes = frozenset(rule.rule.split("/")[1] for rule in api.app.url_map.iter_rules())
     root = ApiRoot(api.app.resource(), reserved=prefixes)
+    for path, resource in (mounts or {}).items():
+        root.mount(path, resource)
     site = Site(root, requestFactory=BoundedRequest, timeout=timeout)
     site.displayTracebacks = False
     return site
