@@ -8,11 +8,12 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime, IReactorUDP
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from siprec.media.ports import PortAllocator, PortsExhausted
 from siprec.media.spec import StreamSpec
-from siprec.media.stream import MediaStream
+from siprec.media.stream import DEFAULT_FLUSH_INTERVAL, MediaStream
 
 
 class MediaService(Service):
@@ -35,7 +36,21 @@ class MediaService(Service):
         self.bind_ip = bind_ip
         self.ports = PortAllocator(port_min, port_max)
         self.stream_options = stream_options  # passed on to every MediaStream
+        self.flush_interval: float = stream_options.get("flush_interval", DEFAULT_FLUSH_INTERVAL)
         self._streams: Dict[MediaStream, int] = {}
+        # One timer flushes every stream: a thousand per-stream timers cost
+        # more in scheduling than the flushes themselves.
+        self._loop: Optional[LoopingCall] = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop = LoopingCall(self._tick_all)
+        self._loop.clock = self.clock
+        self._loop.start(self.flush_interval, now=False)
+
+    def _tick_all(self) -> None:
+        for stream in list(self._streams):
+            stream.tick()
 
     @property
     def streams(self) -> List[MediaStream]:
@@ -56,7 +71,9 @@ class MediaService(Service):
         try:
             for _ in range(self.ports.capacity):
                 port = self.ports.allocate()
-                stream = MediaStream(spec, self.clock, listener, call_start, **self.stream_options)
+                stream = MediaStream(
+                    spec, self.clock, listener, call_start, scheduled=False, **self.stream_options
+                )
                 if self._listen(port, stream):
                     self._streams[stream] = port
                     if busy:
@@ -102,5 +119,7 @@ class MediaService(Service):
     def stopService(self) -> Deferred:
         """Close every stream (final flush, WAV headers) before stopping."""
         super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
         closing = [self.close_stream(stream) for stream in list(self._streams)]
         return gatherResults(closing, consumeErrors=True).addCallback(lambda _: None)

@@ -7,7 +7,10 @@ boundaries as these frozen values, never as live objects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
+
+if TYPE_CHECKING:
+    from siprec.media.srtp import SrtpKeys
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,6 @@ class StreamSpec:
     rtcp_mux: bool = False
     paused: bool = False
     extra: Tuple[Tuple[str, str], ...] = field(default=())
+    # SRTP keys of the SRC (from its a=crypto, see media.srtp.negotiate_sdes);
+    # None for plain RTP/AVP.
+    srtp: Optional["SrtpKeys"] = None

@@ -1,20 +1,32 @@
 """One recorded RTP stream: a thin DatagramProtocol around the sans-IO parts.
 
-The per-packet path only demultiplexes, parses the header, latches the
-source and queues the packet. Decoding, placing on the call timeline and
-writing the leg WAV happen in batches on a timer (``flush_interval``), so a
-burst of packets costs one disk write.
+The per-packet path only checks the sender (symmetric latching) and queues
+the datagram with its arrival time: no parsing, no allocation beyond the
+queue entry. Every ``flush_interval`` the queue is worked off in one go:
+SRTP unprotect, raw capture (pcap), RTCP demultiplexing, header parsing,
+quality counters, telephone-events, decoding, placing on the call
+timeline and writing the leg WAV, then handing the new audio to the
+optional ``audio_sink``.
 
-Everything the stream needs comes in as plain data (a StreamSpec); it
-reports back through the listener's callbacks and ``stats()`` dicts.
+The common case, a run of same-source G.711 packets each following the
+last, takes a vectorised path: headers are read as one numpy array, the
+whole run is decoded with one table lookup and placed with one timeline
+call. Anything else (reordering, loss, SSRC or payload-type changes,
+other codecs) goes packet by packet through the same sans-IO parts.
 
-RTCP arriving on the RTP port is always recognised (RFC 5761) and counted,
-whether or not rtcp-mux was negotiated: some SRCs mux without saying so.
+Everything the stream needs comes in as plain data (a StreamSpec and
+keyword settings); it reports back through the listener's optional
+callbacks and ``stats()`` dicts.
+
+RTCP arriving on the RTP port is always recognised (RFC 5761), whether or
+not rtcp-mux was negotiated: some SRCs mux without saying so.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Protocol, Set, Tuple
+import os
+import struct
+from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 
 import numpy as np
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
@@ -23,9 +35,15 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from siprec.media.codecs import Decoder, get_decoder
-from siprec.media.rtp import RtpPacket, RtpParseError, is_rtcp, parse_rtp
+from siprec.media.codecs import Decoder, DecoderOptions, get_decoder
+from siprec.media.codecs.base import DEFAULT_OPUS_SAMPLE_RATE
+from siprec.media.dtmf import DtmfEvent, DtmfParseError, DtmfReceiver
+from siprec.media.pcap import PcapWriter
+from siprec.media.quality import StreamQuality
+from siprec.media.rtcp import Bye, ReceiverReport, RtcpParseError, SenderReport, SourceDescription, parse_rtcp
+from siprec.media.rtp import RtpParseError, is_rtcp, parse_rtp
 from siprec.media.spec import StreamSpec
+from siprec.media.srtp import CryptoError, SrtpReceiver
 from siprec.media.timeline import DEFAULT_REORDER_WINDOW, DEFAULT_RESYNC_THRESHOLD, Chunk, LegTimeline
 from siprec.media.wav import WavWriter
 
@@ -34,28 +52,41 @@ DEFAULT_STATS_INTERVAL = 1.0
 # A latched source silent this long may be replaced by a new one (SRC
 # failover, NAT rebinding); before that, other senders are ignored.
 RELATCH_AFTER = 2.0
-# Queue bound between flushes: 200 ms of a flood must not exhaust memory.
-MAX_PENDING = 4096
+# Queue bound between flushes: 200 ms of a flood must not exhaust memory,
+# yet one stream at 50,000 packets/s must fit.
+MAX_PENDING = 16384
+MAX_DTMF_KEPT = 1000
+RTP_HEADER = 12
+_HEADER = struct.Struct("!BBHII")
 
 Address = Tuple[str, int]
+AudioSink = Callable[[str, np.ndarray, int, int], None]
 
 
 class StreamListener(Protocol):
-    """What a stream calls back. ``stream_stats`` is optional."""
+    """What a stream calls back. Only ``stream_first_packet`` is required;
+    ``stream_stats``, ``stream_dtmf`` and ``stream_rtcp_bye`` are optional."""
 
     def stream_first_packet(self, stream: "MediaStream") -> None: ...
 
 
-class RtcpCounter(DatagramProtocol):
-    """Listens on the RTCP port (RTP port + 1) and only counts, for now."""
+class RtcpReceiver(DatagramProtocol):
+    """Listens on the RTCP port (RTP port + 1) and hands datagrams to the stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream: Optional["MediaStream"] = None) -> None:
+        self.stream = stream
         self.packets = 0
         self.bytes = 0
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         self.packets += 1
         self.bytes += len(data)
+        if self.stream is not None:
+            self.stream.rtcp_received(data, addr)
+
+
+# Kept for imports elsewhere: the RTCP port used to only count.
+RtcpCounter = RtcpReceiver
 
 
 class MediaStream(DatagramProtocol):
@@ -74,6 +105,11 @@ class MediaStream(DatagramProtocol):
         resync_threshold: float = DEFAULT_RESYNC_THRESHOLD,
         stats_interval: float = DEFAULT_STATS_INTERVAL,
         header_interval: float = 1.0,
+        opus_sample_rate: int = DEFAULT_OPUS_SAMPLE_RATE,
+        record_raw_rtp: bool = False,
+        audio_sink: Optional[AudioSink] = None,
+        dtmf_end_timeout: float = 1.0,
+        scheduled: bool = True,
     ) -> None:
         self.spec = spec
         self.clock = clock
@@ -82,16 +118,26 @@ class MediaStream(DatagramProtocol):
         self.flush_interval = flush_interval
         self.stats_interval = stats_interval
         self.header_interval = header_interval
-        self.rtcp = RtcpCounter()
+        self.record_raw_rtp = record_raw_rtp
+        self.audio_sink = audio_sink
+        # False: someone else (the MediaService's one timer for all
+        # streams) calls tick() every flush_interval.
+        self.scheduled = scheduled
+        self.decoder_options = DecoderOptions(opus_sample_rate=opus_sample_rate)
+        self.rtcp = RtcpReceiver(self)
 
         self._decoders: Dict[int, Decoder] = {}
+        self._tables: Dict[int, np.ndarray] = {}  # G.711 lookup tables by PT: the fast path
         self._event_pts: Set[int] = set()
         self._cn_pts: Set[int] = set()
         self._undecodable_pts: Set[int] = set()
         self._primary: Optional[Decoder] = None
         self._primary_pt: Optional[int] = None
-        self._choose_decoders()
+        self._primary_clock = 8000
+        self.dtmf: Optional[DtmfReceiver] = None
+        self._choose_decoders(dtmf_end_timeout)
         self.timeline: Optional[LegTimeline] = None
+        self.quality: Optional[StreamQuality] = None
         if self._primary is not None:
             self.timeline = LegTimeline(
                 self._primary.sample_rate,
@@ -100,19 +146,32 @@ class MediaStream(DatagramProtocol):
                 reorder_window=reorder_window,
                 resync_threshold=resync_threshold,
             )
+            self.quality = StreamQuality(self._primary_clock, self._primary.encoding)
+
+        self.srtp: Optional[SrtpReceiver] = None
+        self.srtp_error: Optional[str] = None
+        if spec.srtp is not None:
+            try:
+                self.srtp = SrtpReceiver(spec.srtp)
+            except CryptoError as e:
+                self.srtp_error = str(e)
 
         self.writer: Optional[WavWriter] = None
+        self.pcap: Optional[PcapWriter] = None
         self.wav_error: Optional[str] = None
+        self.pcap_error: Optional[str] = None
         self.port: Optional[int] = None
         self.source: Optional[Address] = None
+        self.remote: Optional[Address] = tuple(spec.remote_address) if spec.remote_address else None  # type: ignore[assignment]
         self.first_packet_at: Optional[float] = None
         self.last_packet_at: Optional[float] = None
         self.closed = False
         self._paused = spec.paused
-        self._pending: List[Tuple[float, RtpPacket, bool]] = []
+        self._pending: List[Tuple[float, bytes, bool]] = []
         self._loop: Optional[LoopingCall] = None
         self._last_stats_at: Optional[float] = None
         self._final_stats: Optional[Dict[str, Any]] = None
+        self.dtmf_events: List[DtmfEvent] = []
 
         # Counters kept here; the timeline keeps the ordering ones.
         self.packets = 0
@@ -129,37 +188,62 @@ class MediaStream(DatagramProtocol):
         self.undecodable = 0
         self.decode_errors = 0
         self.flush_errors = 0
+        self.sink_errors = 0
+        self.fast_packets = 0  # packets that took the vectorised path
+        self.rtcp_reports = 0
+        self.rtcp_errors = 0
+        self.rtcp_bye: Optional[Dict[str, Any]] = None
+        self.rtcp_cname: Optional[str] = None
+        self.last_sender_report: Optional[Dict[str, Any]] = None
 
-    def _choose_decoders(self) -> None:
+    def _choose_decoders(self, dtmf_end_timeout: float) -> None:
         """One decoder per payload type, chosen by rtpmap name."""
         event_formats = [f for f in self.spec.formats if f.is_telephone_event]
         if self.spec.telephone_event is not None:
             event_formats.append(self.spec.telephone_event)
         self._event_pts = {f.payload_type for f in event_formats}
+        if event_formats:
+            self.dtmf = DtmfReceiver(event_formats[0].clock_rate, dtmf_end_timeout)
         for fmt in self.spec.formats:
             if fmt.is_telephone_event:
                 continue
             if fmt.encoding.upper() == "CN":
                 self._cn_pts.add(fmt.payload_type)
                 continue
-            decoder = get_decoder(fmt)
+            decoder = get_decoder(fmt, self.decoder_options)
             if decoder is None:
                 self._undecodable_pts.add(fmt.payload_type)
                 continue
             primary = self._primary
             if primary is None:
                 self._primary, self._primary_pt = decoder, fmt.payload_type
+                self._primary_clock = fmt.clock_rate
             elif (decoder.sample_rate, decoder.channels) != (primary.sample_rate, primary.channels):
                 # One leg WAV has one rate; switching rate mid-stream is left out.
                 self._undecodable_pts.add(fmt.payload_type)
                 continue
             self._decoders[fmt.payload_type] = decoder
+            table = getattr(decoder, "table", None)
+            if table is not None:
+                self._tables[fmt.payload_type] = table
 
     # -- lifecycle ----------------------------------------------------------
+
+    @property
+    def pcap_path(self) -> str:
+        base, _ = os.path.splitext(self.spec.wav_path)
+        return base + ".pcap"
 
     def startProtocol(self) -> None:
         host = self.transport.getHost()
         self.port = host.port
+        if self.srtp_error is not None:
+            self.log.error(
+                "SRTP keys of stream {label} of call {call_id} are unusable: {error}",
+                label=self.spec.label,
+                call_id=self.spec.call_id,
+                error=self.srtp_error,
+            )
         if self._primary is None:
             self.log.warn(
                 "No decodable format for stream {label} of call {call_id}; counting packets only",
@@ -183,9 +267,21 @@ class MediaStream(DatagramProtocol):
                     call_id=self.spec.call_id,
                     error=e,
                 )
-        self._loop = LoopingCall(self._tick)
-        self._loop.clock = self.clock
-        self._loop.start(self.flush_interval, now=False)
+        if self.record_raw_rtp:
+            try:
+                self.pcap = PcapWriter(self.pcap_path, (host.host, host.port))
+            except OSError as e:
+                self.pcap_error = str(e)
+                self.log.error(
+                    "Cannot open {path} for raw RTP of call {call_id}: {error}",
+                    path=self.pcap_path,
+                    call_id=self.spec.call_id,
+                    error=e,
+                )
+        if self.scheduled:
+            self._loop = LoopingCall(self._tick)
+            self._loop.clock = self.clock
+            self._loop.start(self.flush_interval, now=False)
 
     def stopProtocol(self) -> None:
         # Reached by close() or when the port is torn down under us.
@@ -203,16 +299,26 @@ class MediaStream(DatagramProtocol):
         self._stop_loop()
         try:
             self.flush(final=True)
-            if self.writer is not None:
-                self.writer.close()
         except Exception:
-            # The ports must still close; what reached the file stays valid.
             self.flush_errors += 1
             self.log.failure(
-                "Closing stream {label} of call {call_id} failed",
+                "Final flush of stream {label} of call {call_id} failed",
                 label=self.spec.label,
                 call_id=self.spec.call_id,
             )
+        for closing in (self.writer, self.pcap):
+            if closing is None:
+                continue
+            try:
+                closing.close()
+            except Exception:
+                # The ports must still close; what reached the file stays valid.
+                self.flush_errors += 1
+                self.log.failure(
+                    "Closing {path} of call {call_id} failed",
+                    path=closing.path,
+                    call_id=self.spec.call_id,
+                )
         stats = self._final_stats = self.stats()
         self.log.info(
             "Stream {label} of call {call_id} closed: {packets} packets, {lost} lost, "
@@ -240,29 +346,35 @@ class MediaStream(DatagramProtocol):
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         if self.closed:
             return
-        if is_rtcp(data):
-            self.muxed_rtcp_packets += 1
-            return
-        try:
-            packet = parse_rtp(data)
-        except RtpParseError:
-            self.bad_packets += 1
-            return
         now = self.clock.seconds()
-        if addr != self.source and not self._accept_source(addr, now):
-            self.foreign_packets += 1
-            return
-        if len(self._pending) >= MAX_PENDING:
+        if addr != self.source:
+            if self.first_packet_at is None and not self._plausible_first(data):
+                return
+            if not self._accept_source(addr, now):
+                self.foreign_packets += 1
+                return
+        pending = self._pending
+        if len(pending) >= MAX_PENDING:
             self.overflow_dropped += 1
             return
         self.packets += 1
-        self.bytes += len(data)
-        if self._paused:
-            self.paused_packets += 1
-        self._pending.append((now, packet, self._paused))
+        pending.append((now, data, self._paused))
         self.last_packet_at = now
         if self.first_packet_at is None:
-            self._first_packet(now, packet)
+            self._first_packet(now, data)
+
+    def _plausible_first(self, data: bytes) -> bool:
+        """Before anything was latched, only a parseable RTP packet may latch a source."""
+        if is_rtcp(data):
+            self.muxed_rtcp_packets += 1
+            self._handle_rtcp(data, self.clock.seconds())
+            return False
+        try:
+            parse_rtp(data)
+        except RtpParseError:
+            self.bad_packets += 1
+            return False
+        return True
 
     def _accept_source(self, addr: Address, now: float) -> bool:
         """Symmetric latching: the first sender, the SDP's address, or a
@@ -271,28 +383,85 @@ class MediaStream(DatagramProtocol):
         if self.source is None:
             self.source = addr
             return True
-        remote = self.spec.remote_address
         quiet = self.last_packet_at is None or now - self.last_packet_at > RELATCH_AFTER
-        if (remote is not None and addr == tuple(remote)) or quiet:
+        if addr == self.remote or quiet:
             self.source = addr
             self.source_changes += 1
             return True
         return False
 
-    def _first_packet(self, now: float, packet: RtpPacket) -> None:
+    def set_remote(self, address: Optional[Address]) -> None:
+        """The SDP's connection address changed (re-INVITE): accept it as a source."""
+        self.remote = tuple(address) if address else None  # type: ignore[assignment]
+
+    def _first_packet(self, now: float, data: bytes) -> None:
         self.first_packet_at = now
+        pt = data[1] & 0x7F if len(data) > 1 else None
+        ssrc = int.from_bytes(data[8:12], "big") if len(data) >= 12 else None
         self.log.info(
             "First RTP packet received for call {call_id} stream {label} "
             "(payload type {pt}, SSRC {ssrc:#010x}, from {source})",
             call_id=self.spec.call_id,
             label=self.spec.label,
-            pt=packet.payload_type,
-            ssrc=packet.ssrc,
+            pt=pt,
+            ssrc=ssrc or 0,
             source=self.source,
         )
         callback = getattr(self.listener, "stream_first_packet", None)
         if callback is not None:
             callback(self)
+
+    # -- RTCP -----------------------------------------------------------------
+
+    def rtcp_received(self, data: bytes, addr: Any) -> None:
+        """A datagram on the RTCP port (low rate: handled at once)."""
+        if self.closed:
+            return
+        self._handle_rtcp(data, self.clock.seconds())
+
+    def _handle_rtcp(self, data: bytes, now: float) -> None:
+        if self.srtp is not None:
+            plain = self.srtp.unprotect_rtcp(data)
+            if plain is None:
+                return
+            data = plain
+        try:
+            packets = parse_rtcp(data)
+        except RtcpParseError:
+            self.rtcp_errors += 1
+            return
+        for packet in packets:
+            if isinstance(packet, SenderReport):
+                self.rtcp_reports += 1
+                self.last_sender_report = {
+                    "ssrc": packet.ssrc,
+                    "ntp_seconds": packet.ntp_seconds,
+                    "rtp_timestamp": packet.rtp_timestamp,
+                    "packet_count": packet.packet_count,
+                    "octet_count": packet.octet_count,
+                    "received_at": now,
+                }
+            elif isinstance(packet, ReceiverReport):
+                self.rtcp_reports += 1
+            elif isinstance(packet, SourceDescription):
+                for chunk in packet.chunks:
+                    if chunk.cname is not None:
+                        self.rtcp_cname = chunk.cname
+            elif isinstance(packet, Bye):
+                self._rtcp_bye(packet, now)
+
+    def _rtcp_bye(self, bye: Bye, now: float) -> None:
+        self.rtcp_bye = {"ssrcs": bye.ssrcs, "reason": bye.reason, "received_at": now}
+        self.log.info(
+            "RTCP BYE on stream {label} of call {call_id} (SSRCs {ssrcs}, reason {reason!r})",
+            label=self.spec.label,
+            call_id=self.spec.call_id,
+            ssrcs=[f"{s:#010x}" for s in bye.ssrcs],
+            reason=bye.reason,
+        )
+        callback = getattr(self.listener, "stream_rtcp_bye", None)
+        if callback is not None:
+            callback(self, bye)
 
     # -- batches ------------------------------------------------------------
 
@@ -312,6 +481,11 @@ class MediaStream(DatagramProtocol):
         """Where this leg's first sample sits on the call timeline."""
         return self.timeline.start_offset if self.timeline is not None else None
 
+    def tick(self) -> None:
+        """One flush and, when due, a stats report (what the timer runs)."""
+        if not self.closed:
+            self._tick()
+
     def _tick(self) -> None:
         """Timer body; never lets an error stop the timer."""
         try:
@@ -330,23 +504,150 @@ class MediaStream(DatagramProtocol):
             self._report_stats()
 
     def flush(self, final: bool = False) -> None:
-        """Decode queued packets, place them, write what left the window.
+        """Work off the queue: decrypt, capture, parse, measure, decode, place, write.
 
         When no packet came since the last flush (or ``final``), the
         reorder window is drained too, so a quiet stream reaches disk.
         """
         pending, self._pending = self._pending, []
-        timeline = self.timeline
-        if timeline is None:
-            self.undecodable += len(pending)
-            return
+        if pending:
+            self.bytes += sum([len(entry[1]) for entry in pending])
+            if self.srtp is not None:
+                pending = self._unprotect(pending)
+            if self.pcap is not None:
+                source = self.source or ("0.0.0.0", 0)
+                for arrival, data, _ in pending:
+                    self.pcap.add(arrival, source, data)
         chunks: List[Chunk] = []
-        for arrival, packet, muted in pending:
+        if self.timeline is None:
+            self._count_only(pending)
+        elif pending:
+            fast = self._fast_run(pending)
+            if fast is None:
+                chunks = self._one_by_one(pending)
+            else:
+                chunks = fast
+        if self.timeline is not None and (final or not pending):
+            chunks += self.timeline.drain()
+        self._write(chunks)
+        if self.dtmf is not None:
+            now = self.clock.seconds()
+            for event in self.dtmf.close() if final else self.dtmf.expire(now):
+                self._dtmf_event(event)
+        if self.pcap is not None:
+            self.pcap.flush()
+
+    def _unprotect(self, pending: List[Tuple[float, bytes, bool]]) -> List[Tuple[float, bytes, bool]]:
+        srtp = self.srtp
+        assert srtp is not None
+        out = []
+        for arrival, data, muted in pending:
+            if is_rtcp(data):
+                out.append((arrival, data, muted))  # SRTCP: unprotected where RTCP is handled
+                continue
+            plain = srtp.unprotect(data)
+            if plain is None:
+                self.packets -= 1
+            else:
+                out.append((arrival, plain, muted))
+        return out
+
+    def _count_only(self, pending: List[Tuple[float, bytes, bool]]) -> None:
+        """No decoder: classify and count, keep nothing."""
+        for arrival, data, _ in pending:
+            if is_rtcp(data):
+                self.packets -= 1
+                self.muxed_rtcp_packets += 1
+                self._handle_rtcp(data, arrival)
+                continue
+            try:
+                parse_rtp(data)
+            except RtpParseError:
+                self.packets -= 1
+                self.bad_packets += 1
+                continue
+            self.undecodable += 1
+
+    def _fast_run(self, pending: List[Tuple[float, bytes, bool]]) -> Optional[List[Chunk]]:
+        """The whole batch at once when it is a clean G.711 run; else None (nothing changed).
+
+        Clean: same length, version 2 without padding/extension/CSRCs or
+        marker, one payload type with a lookup-table decoder, one SSRC,
+        each packet one sequence number and one packet's worth of
+        timestamp after the previous, none muted. Checked in plain Python:
+        for the ten or so packets a stream gets per flush, numpy's
+        per-call cost would exceed the work.
+        """
+        count = len(pending)
+        if count < 2 or not self._tables:
+            return None
+        first = pending[0][1]
+        size = len(first)
+        if size <= RTP_HEADER:
+            return None
+        unpack = _HEADER.unpack_from
+        octet0, octet1, seq0, ts0, ssrc = unpack(first)
+        table = self._tables.get(octet1)  # a marker bit makes octet1 miss the table
+        if octet0 != 0x80 or table is None:
+            return None
+        frames = size - RTP_HEADER
+        seq, ts = seq0, ts0
+        arrivals: List[float] = []
+        for arrival, data, muted in pending:
+            if muted or len(data) != size:
+                return None
+            if unpack(data) != (0x80, octet1, seq, ts, ssrc):
+                return None
+            seq = (seq + 1) & 0xFFFF
+            ts = (ts + frames) & 0xFFFFFFFF
+            arrivals.append(arrival)
+        timeline = self.timeline
+        quality = self.quality
+        assert timeline is not None and quality is not None
+        chunks: List[Chunk] = []
+        start = 0
+        if timeline.ssrc != ssrc:
+            chunks = self._one_by_one(pending[:1])
+            start = 1
+            seq0 = (seq0 + 1) & 0xFFFF
+            ts0 = (ts0 + frames) & 0xFFFFFFFF
+        joined = b"".join([entry[1] for entry in pending[start:]])
+        rows = np.frombuffer(joined, dtype=np.uint8).reshape(count - start, size)
+        pcm = table[rows[:, RTP_HEADER:]]
+        run = timeline.add_run(arrivals[start:], seq0, ts0, ssrc, pcm, frames * (count - start))
+        if run is None:
+            return chunks + self._one_by_one(pending[start:]) if start else None
+        quality.update_run(ssrc, seq0, ts0, frames, arrivals[start:])
+        self.fast_packets += count - start
+        return chunks + run
+
+    def _one_by_one(self, pending: List[Tuple[float, bytes, bool]]) -> List[Chunk]:
+        timeline = self.timeline
+        quality = self.quality
+        assert timeline is not None and quality is not None
+        chunks: List[Chunk] = []
+        decoders = self._decoders
+        for arrival, data, muted in pending:
+            if is_rtcp(data):
+                self.packets -= 1
+                self.muxed_rtcp_packets += 1
+                self._handle_rtcp(data, arrival)
+                continue
+            try:
+                packet = parse_rtp(data)
+            except RtpParseError:
+                self.packets -= 1
+                self.bad_packets += 1
+                continue
+            if muted:
+                self.paused_packets += 1
             pt = packet.payload_type
-            decoder = self._decoders.get(pt)
+            decoder = decoders.get(pt)
             if decoder is None:
+                quality.update(packet.ssrc, packet.sequence, packet.timestamp, arrival, timing=False)
                 if pt in self._event_pts:
                     self.telephone_events += 1
+                    self._telephone_event(packet.timestamp, packet.payload, arrival, packet.ssrc)
                 elif pt in self._cn_pts:
                     self.comfort_noise += 1
                 elif pt in self._undecodable_pts:
@@ -356,31 +657,81 @@ class MediaStream(DatagramProtocol):
                 # Same sequence space: keeps these from looking like losses.
                 chunks += timeline.add(arrival, packet, None)
                 continue
+            quality.update(packet.ssrc, packet.sequence, packet.timestamp, arrival)
             try:
                 pcm = decoder.decode(packet.payload)
             except Exception:
                 self.decode_errors += 1
                 continue
             chunks += timeline.add(arrival, packet, pcm, decoder.samples_per_tick, muted)
-        if final or not pending:
-            chunks += timeline.drain()
-        self._write(chunks)
+        return chunks
+
+    def _telephone_event(self, timestamp: int, payload: bytes, arrival: float, ssrc: int) -> None:
+        dtmf = self.dtmf
+        if dtmf is None:
+            return
+        try:
+            events = dtmf.feed(timestamp, payload, arrival, ssrc)
+        except DtmfParseError:
+            return
+        for event in events:
+            self._dtmf_event(event)
+
+    def _dtmf_event(self, event: DtmfEvent) -> None:
+        if len(self.dtmf_events) < MAX_DTMF_KEPT:
+            self.dtmf_events.append(event)
+        callback = getattr(self.listener, "stream_dtmf", None)
+        if callback is not None:
+            callback(self, event)
 
     def _write(self, chunks: List[Chunk]) -> None:
         writer = self.writer
-        if writer is None or not chunks:
+        if not chunks:
             return
-        batch: List[np.ndarray] = []
+        if writer is not None:
+            batch: List[np.ndarray] = []
+            for chunk in chunks:
+                if chunk.pcm is None:
+                    if batch:
+                        writer.write(batch[0] if len(batch) == 1 else np.concatenate(batch))
+                        batch = []
+                    writer.write_silence(chunk.frames)
+                else:
+                    batch.append(chunk.pcm)
+            if batch:
+                writer.write(batch[0] if len(batch) == 1 else np.concatenate(batch))
+        if self.audio_sink is not None:
+            self._feed_sink(chunks)
+
+    def _feed_sink(self, chunks: List[Chunk]) -> None:
+        """Hand new audio to the sink: one call per contiguous span, in order."""
+        primary = self._primary
+        assert primary is not None and self.audio_sink is not None
+        spans: List[Tuple[int, List[np.ndarray]]] = []
+        next_offset: Optional[int] = None
         for chunk in chunks:
-            if chunk.pcm is None:
-                if batch:
-                    writer.write(np.concatenate(batch))
-                    batch = []
-                writer.write_silence(chunk.frames)
+            if chunk.pcm is None or chunk.frames == 0:
+                next_offset = None
+                continue
+            if next_offset == chunk.offset and spans:
+                spans[-1][1].append(chunk.pcm)
             else:
-                batch.append(chunk.pcm)
-        if batch:
-            writer.write(np.concatenate(batch))
+                spans.append((chunk.offset, [chunk.pcm]))
+            next_offset = chunk.offset + chunk.frames
+        for offset, parts in spans:
+            pcm = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            if primary.channels > 1:
+                pcm = pcm.reshape(-1, primary.channels)
+            try:
+                self.audio_sink(self.spec.label, pcm, primary.sample_rate, offset)
+            except Exception:
+                self.sink_errors += 1
+                if self.sink_errors == 1:
+                    self.log.failure(
+                        "Audio sink of stream {label} of call {call_id} failed",
+                        label=self.spec.label,
+                        call_id=self.spec.call_id,
+                    )
 
     # -- reporting ----------------------------------------------------------
 
@@ -389,13 +740,17 @@ class MediaStream(DatagramProtocol):
         if callback is not None:
             callback(self)
 
+    def quality_report(self) -> Optional[Dict[str, Any]]:
+        """Loss, jitter and MOS as plain data (None without a decodable codec)."""
+        return self.quality.report().as_dict() if self.quality is not None else None
+
     def stats(self) -> Dict[str, Any]:
         """Plain data about this stream (safe to send across processes)."""
         timeline = self.timeline
         primary = self._primary
         writer = self.writer
         rtcp_port = self.port + 1 if self.port is not None else None
-        return {
+        stats: Dict[str, Any] = {
             "call_id": self.spec.call_id,
             "label": self.spec.label,
             "codec": primary.encoding if primary is not None else None,
@@ -417,12 +772,18 @@ class MediaStream(DatagramProtocol):
             "overflow_dropped": self.overflow_dropped,
             "paused_packets": self.paused_packets,
             "telephone_events": self.telephone_events,
+            "dtmf_digits": len(self.dtmf_events),
             "comfort_noise": self.comfort_noise,
             "unknown_payload_type": self.unknown_payload_type,
             "undecodable": self.undecodable,
             "decode_errors": self.decode_errors,
             "flush_errors": self.flush_errors,
+            "sink_errors": self.sink_errors,
             "rtcp_packets": self.rtcp.packets + self.muxed_rtcp_packets,
+            "rtcp_reports": self.rtcp_reports,
+            "rtcp_errors": self.rtcp_errors,
+            "rtcp_cname": self.rtcp_cname,
+            "rtcp_bye": self.rtcp_bye is not None,
             "first_packet_at": self.first_packet_at,
             "last_packet_at": self.last_packet_at,
             "ssrc": timeline.ssrc if timeline is not None else None,
@@ -432,8 +793,16 @@ class MediaStream(DatagramProtocol):
             "start_offset_samples": self.start_offset_samples,
             "wav_path": self.spec.wav_path if writer is not None else None,
             "wav_error": self.wav_error,
+            "pcap_path": self.pcap_path if self.pcap is not None else None,
+            "pcap_error": self.pcap_error,
             "recorded_frames": writer.frames if writer is not None else 0,
             "recorded_seconds": writer.frames / writer.sample_rate if writer is not None else 0.0,
             "wav_full": writer.full if writer is not None else False,
+            "srtp": self.srtp is not None,
+            "srtp_error": self.srtp_error,
+            "quality": self.quality_report(),
             "closed": self.closed,
         }
+        if self.srtp is not None:
+            stats.update(self.srtp.stats())
+        return stats

@@ -179,3 +179,29 @@ class StreamQualityTests(SynchronousTestCase):
     def test_empty(self) -> None:
         report = StreamQuality(RATE, "PCMU").report()
         self.assertEqual((report.expected, report.lost, report.mos), (0, 0, 4.41))
+
+
+class RunTests(SynchronousTestCase):
+    def test_run_equals_packet_by_packet(self) -> None:
+        """update_run gives the counters and jitter that update() gives, across both wraps."""
+        import numpy as np
+
+        rng = np.random.default_rng(8)
+        arrivals = (np.arange(5000) * 0.02 + rng.uniform(0, 0.015, 5000)).tolist()
+        seqs = [(s + 65000) & 0xFFFF for s in range(5000)]
+        stamps = [(s * STEP + 0xFFFF0000) & 0xFFFFFFFF for s in range(5000)]
+        one = ReceptionStats(RATE)
+        for s, t, a in zip(seqs, stamps, arrivals):
+            one.update(s, t, a)
+        run = ReceptionStats(RATE)
+        run.update(seqs[0], stamps[0], arrivals[0])
+        self.assertFalse(run.update_run(seqs[2], stamps[2], STEP, arrivals[2:10]))  # not the next one
+        self.assertTrue(run.update_run(seqs[1], stamps[1], STEP, arrivals[1:3000]))
+        self.assertTrue(run.update_run(seqs[3000], stamps[3000], STEP, arrivals[3000:]))
+        self.assertEqual((run.received, run.expected, run.lost), (one.received, one.expected, one.lost))
+        self.assertAlmostEqual(run.jitter, one.jitter, places=6)
+        self.assertAlmostEqual(run.max_jitter, one.max_jitter, places=6)
+        self.assertGreater(run.jitter, 0)
+        # duplicates are still recognised after a run
+        run.update(seqs[-3], stamps[-3], 200.0)
+        self.assertEqual(run.duplicates, 1)

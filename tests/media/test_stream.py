@@ -259,7 +259,9 @@ class StreamUnitTests(StreamTestsMixin, SynchronousTestCase):
             self.assertIn(key, stats)
         self.assertEqual((stats["port"], stats["rtcp_port"], stats["ssrc"]), (30000, 30001, None))
         plain = (str, int, float, bool, tuple, type(None))
+        quality = stats.pop("quality")
         self.assertTrue(all(isinstance(v, plain) for v in stats.values()), stats)
+        self.assertTrue(all(isinstance(v, plain) for v in quality.values()), quality)
         self.clock.advance(0.2)
         self.assertEqual(self.stream.stats()["ssrc"], 0xABCD)
 

@@ -82,6 +82,11 @@ class _G711Decoder(Decoder):
     def samples_per_tick(self) -> float:
         return 1.0
 
+    @property
+    def table(self) -> np.ndarray:
+        """Code -> sample lookup: lets the stream decode a whole batch in one indexing."""
+        return self._table
+
     def decode(self, payload: bytes) -> np.ndarray:
         return self._table[np.frombuffer(payload, dtype=np.uint8)]
 
