@@ -639,6 +639,15 @@ SETTINGS: tuple[Setting, ...] = tuple(
         ("WAV_HEADER_INTERVAL", Duration(), "5s",
          "How often the headers of open WAV files are rewritten, so a crash "
          "leaves playable files."),
+        ("RECORD_RAW_RTP", Boolean(), "false",
+         "Also keep each stream's received RTP, untouched (after SRTP "
+         "decryption), as <Call-ID>_<label>.pcap next to its WAV, so audio "
+         "that cannot be decoded is never lost.",
+         {"implemented": False}),
+        ("OPUS_SAMPLE_RATE", Choice(("8000", "12000", "16000", "24000", "48000")), "48000",
+         "Sample rate of Opus recordings (Opus always runs a 48 kHz RTP "
+         "clock; lower rates are resampled).",
+         {"implemented": False}),
     )
     + _section(
         "HTTP",
