@@ -774,7 +774,7 @@ SETTINGS: tuple[Setting, ...] = tuple(
          _SECRET),
         ("AMQP_EXCHANGE", Text(), "siprec.events",
          "Exchange events are published to, with the event type as routing key "
-         "(empty = the default exchange, routing key AMQP_QUEUE_NAME)."),
+         "(amq.default = the broker's default exchange, routing key AMQP_QUEUE_NAME)."),
         ("AMQP_EXCHANGE_TYPE", Choice(("topic", "direct", "fanout")), "topic",
          "Type of AMQP_EXCHANGE when siprec declares it."),
         ("AMQP_QUEUE_NAME", Text(), "", "Queue that receives transcriptions."),
