@@ -306,3 +306,15 @@ class SrtpReceiver:
             "srtp_unknown_mki": self.unknown_mki,
             "srtp_malformed": self.malformed,
         }
+
+
+def negotiate_sdes(offered: Sequence[str]) -> Optional[Tuple[SrtpKeys, str]]:
+    """For an RTP/SAVP m-line: (keys to decrypt the SRC's media, our ``a=crypto`` value).
+
+    None when no offered line is usable: answer that m-line with port 0.
+    The value goes into the answer as ``("crypto", value)``.
+    """
+    chosen = choose_crypto(offered)
+    if chosen is None:
+        return None
+    return SrtpKeys.from_crypto(chosen), answer_crypto(chosen).value()

@@ -185,3 +185,15 @@ class ReceiverTests(SynchronousTestCase):
     def test_stats_plain_data(self) -> None:
         rx = SrtpReceiver(SrtpKeys("AES_CM_128_HMAC_SHA1_80", ((None, KEY30),)))
         self.assertEqual(rx.stats()["srtp_suite"], "AES_CM_128_HMAC_SHA1_80")
+
+
+class NegotiateTests(SynchronousTestCase):
+    def test_negotiate(self) -> None:
+        """Keys for receiving come from the offer; the answer value carries the same tag and suite."""
+        from siprec.media.srtp import negotiate_sdes
+
+        keys, value = negotiate_sdes(["7 AES_CM_128_HMAC_SHA1_32 inline:" + B64_30])
+        self.assertEqual(keys.keys, ((None, KEY30),))
+        answer = parse_crypto(value)
+        self.assertEqual((answer.tag, answer.suite), (7, "AES_CM_128_HMAC_SHA1_32"))
+        self.assertIsNone(negotiate_sdes(["1 NULL_HMAC_SHA1_80 inline:" + B64_30]))
