@@ -12,7 +12,7 @@ limited), and keeps its subscription.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, Dict, Iterable, List, Optional
+from typing import Callable, Deque, Iterable, List, Optional
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -187,11 +187,15 @@ class EventBus:
         if self._drain_call is not None and self._drain_call.active():
             self._drain_call.cancel()
         self._drain_call = None
-        while any(s.queue for s in self._subscriptions):
+        for _ in range(10_000):  # bounded: subscribers that publish while flushed cannot loop us
+            if not any(s.queue for s in self._subscriptions):
+                break
             self._drain()
             if self._drain_call is not None and self._drain_call.active():
                 self._drain_call.cancel()
             self._drain_call = None
+        if any(s.queue for s in self._subscriptions):
+            self._schedule()
 
     # -- rate-limited logging -----------------------------------------------------------
     def _note_drop(self, subscription: Subscription) -> None:
