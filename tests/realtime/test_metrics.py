@@ -53,3 +53,22 @@ class CollectorTests(SynchronousTestCase):
         metrics = Metrics(process_metrics=False)
         metrics.registry.register(RealtimeCollector())
         self.assertFalse([k for k in self.samples(metrics) if "amqp" in k[0] or "websocket" in k[0]])
+
+
+class BuildRealtimeTests(SynchronousTestCase):
+    def test_from_settings(self):
+        from siprec.config import load_config
+        from siprec.realtime.setup import build_realtime
+
+        clock = Clock()
+        plain = build_realtime(load_config({}, env_file=None), clock, None)
+        self.assertIsNone(plain.amqp)
+        self.assertEqual(set(plain.resources), {"/ws", "/ws/analytics"})
+        self.assertEqual(plain.services, [plain.websocket_service])
+        config = load_config({"AMQP_URL": "amqp://mq/", "WS_CLIENT_BUFFER": "7",
+                              "WS_MAX_CLIENTS": "3"}, env_file=None)
+        full = build_realtime(config, clock, None)
+        factory = full.resources["/ws"].factory
+        self.assertEqual((factory.buffer_messages, factory.max_clients), (7, 3))
+        self.assertEqual(full.services, [full.websocket_service, full.amqp])
+        self.assertEqual(len(full.bus.subscriptions), 2)  # the two WebSocket endpoints
