@@ -242,6 +242,8 @@ class BrokerLink:
         self._watch: Optional[LoopingCall] = None
         self._drained: List[Deferred] = []
         self.last_error: Optional[str] = None
+        self.nacks = 0
+        self._nack_logged_at: Optional[float] = None
 
     # -- life -------------------------------------------------------------------------
     def start(self) -> None:
@@ -451,8 +453,14 @@ class BrokerLink:
             return None
         if failure.check(NackError, UnroutableError):
             self.queue.nack(tag)
-            log.warn("AMQP {name}: broker refused an event ({why}); will retry",
-                     name=self.name, why=_describe(failure))
+            self.nacks += 1
+            now = self.clock.seconds()
+            if self._nack_logged_at is None or now - self._nack_logged_at >= 10.0:
+                self._nack_logged_at = now
+                log.warn("AMQP {name}: broker refused an event ({why}); refused {n} time(s) "
+                         "so far, {rejected} event(s) given up after {max} tries",
+                         name=self.name, why=_describe(failure), n=self.nacks,
+                         rejected=self.queue.rejected, max=MAX_NACKS)
             self._after_confirm()
             return None
         # Channel or connection closing under us: the connection handler requeues.

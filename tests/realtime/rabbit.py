@@ -40,17 +40,22 @@ class Consumer:
     @inlineCallbacks
     def start(self, queue: str, exchange: str = "", binding: str = "#",
               declare_queue: bool = True):
-        params = pika.URLParameters(URL)
-        self.connection = TwistedProtocolConnection(params)
-        yield connectProtocol(TCP4ClientEndpoint(reactor, HOST, PORT), self.connection)
-        yield self.connection.ready
-        self.channel = yield self.connection.channel()
+        yield self.open()
         if declare_queue:
             yield self.channel.queue_declare(queue=queue, durable=False, auto_delete=False)
         if exchange:
             yield self.channel.queue_bind(queue=queue, exchange=exchange, routing_key=binding)
         stream, _ = yield self.channel.basic_consume(queue=queue, auto_ack=True)
         self._pump(stream)
+
+    @inlineCallbacks
+    def open(self):
+        """Connect and open a channel, without consuming anything."""
+        params = pika.URLParameters(URL)
+        self.connection = TwistedProtocolConnection(params)
+        yield connectProtocol(TCP4ClientEndpoint(reactor, HOST, PORT), self.connection)
+        yield self.connection.ready
+        self.channel = yield self.connection.channel()
 
     def _pump(self, stream: Any) -> None:
         def got(item: Any) -> None:

@@ -383,3 +383,40 @@ class OutageTests(RabbitTestCase):
         sent = self.bus.publish(final(1))
         got = yield self.receive(1)
         self.assertEqual(got[0][1].message_id, sent.id)
+
+    @inlineCallbacks
+    def test_nacks_retried_then_counted(self):
+        """A queue that refuses (x-overflow reject-publish) makes the broker nack."""
+        yield self.consumer.open()
+        publisher = self.publisher([rabbit.URL], self.settings(queue=""))
+        link = publisher.links[0]
+        yield self.wait_for(lambda: link.state == "ready")
+        yield self.consumer.channel.queue_declare(
+            queue=self.queue, durable=False,
+            arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+        yield self.consumer.channel.queue_bind(queue=self.queue, exchange=self.exchange,
+                                               routing_key="#")
+        for i in range(5):
+            self.bus.publish(final(i))
+        yield self.wait_for(lambda: link.queue.confirmed + link.queue.rejected == 5,
+                            what="all settled")
+        self.assertEqual(len(link.queue), 0)
+        self.assertEqual((link.queue.confirmed, link.queue.rejected), (2, 3))
+        self.assertEqual(link.state, "ready")
+        self.flushLoggedErrors()
+
+    @inlineCallbacks
+    def test_stop_while_broker_down_is_prompt(self):
+        proxy = self.proxy()
+        proxy.down = True
+        publisher = self.publisher([proxy.url], self.settings(reconnect_min=0.05))
+        link = publisher.links[0]
+        self.bus.publish(final(1))
+        yield self.wait_for(lambda: link.failures >= 1)
+        started = reactor.seconds()
+        yield publisher.stopService()
+        self.assertLess(reactor.seconds() - started, 1.0)
+        self.assertEqual(link.state, "stopped")
+        yield task.deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual(link.state, "stopped")  # no reconnect after stopping
+
