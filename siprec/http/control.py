@@ -30,7 +30,6 @@ CLOSING_STATES = FINAL_STATES | {"ending", "terminating"}
 MAX_SESSION_ID = 512
 TAG = "Pause and resume"
 
-_SCOPE_QUERY: Tuple[Tuple[str, str, str], ...] = ()
 _CONTROL_RESPONSES = {
     400: "invalid body (not an object, unknown field, non-boolean, nothing selected)",
     401: "no or invalid credentials", 403: "role lacks the control permission",

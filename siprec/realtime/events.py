@@ -124,6 +124,9 @@ class Event:
         else:
             _check_text("id", self.id, 64)
 
+    def __hash__(self) -> int:
+        return hash(self.id)  # data is a dict; the id identifies the event
+
     @property
     def is_analytics(self) -> bool:
         return self.type in ANALYTICS_TYPES

@@ -30,7 +30,7 @@ from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.application import service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
@@ -41,7 +41,7 @@ from zope.interface import implementer
 from siprec.http.errors import ApiError, write_error
 from siprec.realtime.bus import EventBus, type_matcher
 from siprec.realtime.events import ANALYTICS_TYPES, Event
-from siprec.security.auth import AuthError, Authenticator, Permission, Principal
+from siprec.security.auth import ANONYMOUS, AuthError, Authenticator, Permission, Principal
 
 __all__ = [
     "EventStreamFactory", "EventStreamProtocol", "EventStreamResource", "ClientFilter",
@@ -385,7 +385,6 @@ class EventStreamResource:
             if self.auth is not None:
                 principal = self.auth.check(request, Permission.READ, allow_query=True)
             else:
-                from siprec.security.auth import ANONYMOUS
                 principal = ANONYMOUS
         except AuthError as err:
             headers = [(b"WWW-Authenticate", err.challenge)] if err.challenge else []
@@ -431,6 +430,5 @@ class WebSocketService(service.Service):
 
     def stopService(self) -> Deferred:
         super().stopService()
-        from twisted.internet.defer import DeferredList
         closing = [r.factory.close_all(self.timeout) for r in self.resources.values()]
         return DeferredList(closing, consumeErrors=True).addCallback(lambda _: None)

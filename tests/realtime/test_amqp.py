@@ -261,7 +261,7 @@ class PublishTests(RabbitTestCase):
     def test_default_exchange_to_queue(self):
         """AMQP_EXCHANGE empty: straight to AMQP_QUEUE_NAME, as the Go server does."""
         yield self.consumer.start(self.queue)
-        publisher = self.publisher([rabbit.URL], self.settings(exchange=""))
+        self.publisher([rabbit.URL], self.settings(exchange=""))
         sent = self.bus.publish(final(1))
         (method, props, _), = yield self.receive(1)
         self.assertEqual((method.exchange, method.routing_key, props.message_id),

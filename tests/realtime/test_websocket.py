@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import treq
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet import defer, reactor, task
+from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred, DeferredQueue, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
@@ -19,7 +19,7 @@ from siprec.ops.metrics import Metrics
 from siprec.realtime import events
 from siprec.realtime.bus import EventBus
 from siprec.realtime.websocket import (
-    CLOSE_GOING_AWAY, CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED, CONTROL_SCHEMA, ClientFilter,
+    CLOSE_GOING_AWAY, CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED, CONTROL_SCHEMA,
     SubscriptionError, WebSocketService, parse_client_message, websocket_resources,
 )
 from siprec.security.auth import Authenticator, JwtVerifier
@@ -56,10 +56,6 @@ class Client(WebSocketClientProtocol):
         if not self.factory.opened.called:
             self.factory.opened.errback(ConnectionError(f"handshake failed: {reason}"))
         self.factory.closed.callback((wasClean, code, reason))
-
-
-def tx(event: events.Event) -> events.Event:
-    return event
 
 
 def transcript(call: Dict[str, str], text: str, final: bool = True, leg: str = "leg0") -> events.Event:
