@@ -625,8 +625,8 @@ SETTINGS: tuple[Setting, ...] = tuple(
         ("RTP_BIND_IP", IPAddress(), "",
          "Address the RTP sockets bind to (empty = all interfaces)."),
         ("ENABLE_SRTP", Boolean(), "false",
-         "Accept SRTP (SDES a=crypto) offers and decrypt the media.",
-         {"implemented": False}),
+         "Accept SRTP (SDES a=crypto) offers and decrypt the media: "
+         "AES_CM_128_HMAC_SHA1_80/_32, AEAD_AES_128_GCM, AEAD_AES_256_GCM."),
     )
     + _section(
         "Recording",
@@ -642,12 +642,10 @@ SETTINGS: tuple[Setting, ...] = tuple(
         ("RECORD_RAW_RTP", Boolean(), "false",
          "Also keep each stream's received RTP, untouched (after SRTP "
          "decryption), as <Call-ID>_<label>.pcap next to its WAV, so audio "
-         "that cannot be decoded is never lost.",
-         {"implemented": False}),
+         "that cannot be decoded is never lost."),
         ("OPUS_SAMPLE_RATE", Choice(("8000", "12000", "16000", "24000", "48000")), "48000",
          "Sample rate of Opus recordings (Opus always runs a 48 kHz RTP "
-         "clock; lower rates are resampled).",
-         {"implemented": False}),
+         "clock; lower rates are resampled)."),
     )
     + _section(
         "HTTP",

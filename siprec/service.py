@@ -134,7 +134,9 @@ class SiprecService(service.MultiService):
         self.address, self.address_source = advertised_address(config)
         self.media = MediaService(
             reactor, config.rtp_port_min, config.rtp_port_max, config.rtp_bind_ip or "",
-            header_interval=config.wav_header_interval)
+            header_interval=config.wav_header_interval,
+            opus_sample_rate=int(config.opus_sample_rate),
+            record_raw_rtp=config.record_raw_rtp)
         self.media.setServiceParent(self)
         self.manager = RecordingManager(
             reactor, self.media,
@@ -144,8 +146,9 @@ class SiprecService(service.MultiService):
                 combine_legs=config.recording_combine_legs,
                 rtp_timeout=config.rtp_timeout,
                 max_calls=config.max_concurrent_calls,
-                accept_savp=False,
+                accept_savp=config.enable_srtp,
                 warning_agent=_warn_agent(self.address),
+                opus_sample_rate=int(config.opus_sample_rate),
             ),
             metrics=self.metrics,
             threadpool=self.threadpool,

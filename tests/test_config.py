@@ -162,7 +162,7 @@ class TableTests(Helpers, SynchronousTestCase):
         for setting in SETTINGS:
             if setting.section not in implemented_sections:
                 self.assertFalse(setting.implemented, setting.name)
-        self.assertFalse(SETTINGS_BY_NAME["ENABLE_SRTP"].implemented)
+        self.assertTrue(SETTINGS_BY_NAME["ENABLE_SRTP"].implemented)
         self.assertTrue(SETTINGS_BY_NAME["RTP_TIMEOUT"].implemented)
 
     def test_secrets_are_flagged(self) -> None:
@@ -869,8 +869,7 @@ class UnimplementedTests(SynchronousTestCase):
                        "ENABLE_SRTP": "1", "DEFAULT_SPEECH_VENDOR": "google",
                        "MYSQL_HOST": "db"})
         self.assertEqual(config.unimplemented_enabled(), (
-            "ENABLE_SRTP", "DEFAULT_SPEECH_VENDOR", "DEEPGRAM_API_KEY", "S3_ENABLED",
-            "MYSQL_HOST"))
+            "DEFAULT_SPEECH_VENDOR", "DEEPGRAM_API_KEY", "S3_ENABLED", "MYSQL_HOST"))
 
     def test_not_turned_on(self) -> None:
         """Turning off, restating a default, or implemented settings are not listed."""

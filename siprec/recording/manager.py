@@ -36,6 +36,7 @@ class ManagerSettings:
     accept_savp: bool = False
     warning_agent: str = "siprec"
     keep_ended: int = 200  # ended sessions kept for the API
+    opus_sample_rate: int = 48000
 
 
 class RecordingManager:
@@ -59,6 +60,7 @@ class RecordingManager:
         self.threadpool = threadpool
         self._run_blocking = run_blocking
         self.signalling = None  # the SipCore, to send BYE
+        self.events = None  # publishes call events (siprec.realtime), when wired
         self.active: "OrderedDict[str, RecordingSession]" = OrderedDict()
         self.recent: "OrderedDict[str, RecordingSession]" = OrderedDict()
         self._setting_up: Dict[str, RecordingSession] = {}
@@ -106,11 +108,13 @@ class RecordingManager:
         return threads.deferToThreadPool(self.reactor, pool, f, *args)
 
     def combine_rate(self, plans) -> int:
-        from siprec.media.codecs import get_decoder
+        """The combined file's rate: the highest leg output rate (Opus per OPUS_SAMPLE_RATE)."""
+        from siprec.media.codecs import DecoderOptions, get_decoder
+        options = DecoderOptions(opus_sample_rate=self.settings.opus_sample_rate)
         rates = [8000]
         for plan in plans:
             if plan.codec is not None:
-                decoder = get_decoder(plan.codec)
+                decoder = get_decoder(plan.codec, options)
                 if decoder is not None:
                     rates.append(decoder.sample_rate)
         return max(rates)
@@ -148,6 +152,12 @@ class RecordingManager:
                 self.recent.popitem(last=False)
             if self.metrics:
                 self.metrics.call_ended(session.end_reason or "unknown")
+
+    # -- events ---------------------------------------------------------------------
+    def publish_dtmf(self, session: RecordingSession, record: dict) -> None:
+        """A DTMF digit on a leg; published on the event bus once one is attached."""
+        if self.events is not None:
+            self.events.dtmf(session, record)
 
     # -- queries (HTTP API) -------------------------------------------------------
     @property

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 
+from siprec.media.srtp import negotiate_sdes
 from siprec.media.spec import PayloadFormat, StreamSpec
 from siprec.recording.metadata import MetadataError, RecordingMetadata, parse_metadata
 from siprec.sip.offer_answer import (
@@ -98,6 +99,8 @@ class StreamSlot:
     expecting_since: Optional[float] = None  # when RTP was last expected to (re)start
     participant: Optional[dict] = None  # the last sender the metadata named
     formats: Tuple[PayloadFormat, ...] = ()  # what the media stream was opened for
+    srtp_offered: Tuple[str, ...] = ()  # the SRC's a=crypto lines when the keys were chosen
+    srtp_answer: Optional[str] = None  # our a=crypto value (SDES, RFC 4568)
 
     @property
     def codec(self) -> Optional[str]:
@@ -141,6 +144,8 @@ class RecordingSession:
         self._ending: Optional[Deferred] = None
         self._timeout_warned = False
         self._lines: Dict[str, StreamSlot] = {}  # m-line identity -> its latest slot
+        self._srtp: Dict[int, tuple] = {}  # m-line index -> (keys, our a=crypto) for this offer
+        self.dtmf: List[dict] = []
         self._used_paths: Set[str] = set()
         self._used_keys: Set[str] = set()
         # Channel order of the combined file: slot keys, fixed once set (see _settle_channels).
@@ -220,6 +225,11 @@ class RecordingSession:
             raise CallRejected(488, "No acceptable media",
                                headers=[("Warning", f'304 {settings.warning_agent} "{_quoted(summary)}"')])
         initial = self.state == "setup"
+        plans = self._negotiate_srtp(plans)
+        if not acceptable(plans):
+            summary = rejection_summary(plans)
+            raise CallRejected(488, "No acceptable media",
+                               headers=[("Warning", f'304 {settings.warning_agent} "{_quoted(summary)}"')])
         try:
             ports, plans = self._reconcile(plans)
         except CallRejected:
@@ -227,7 +237,10 @@ class RecordingSession:
                 self._close_all_streams()
             raise
         self._origin = self._origin.bumped() if not initial else self._origin
-        answer = build_answer(offer, plans, ports, settings.media_address, self._origin)
+        crypto = {plan.index: [("crypto", self._srtp[plan.index][1])]
+                  for plan in plans if plan.accepted and plan.index in self._srtp}
+        answer = build_answer(offer, plans, ports, settings.media_address, self._origin,
+                              extra_attributes=crypto)
         if initial:
             self.state = "active"
             self.started_at = self.clock.seconds()
@@ -282,6 +295,37 @@ class RecordingSession:
             seen.add(key)
             pairs.append((plan, key))
         return pairs
+
+    def _negotiate_srtp(self, plans: Sequence[StreamPlan]) -> List[StreamPlan]:
+        """SDES keys for every accepted RTP/SAVP m-line (RFC 4568); a line whose
+        crypto suites we cannot use is answered with port 0.
+
+        An open stream keeps its keys across re-offers; if the SRC changes its
+        key mid-call the old one is kept and a warning raised (re-keying an open
+        stream is not supported yet).
+        """
+        self._srtp = {}
+        out: List[StreamPlan] = []
+        for plan, line in self._line_keys(plans):
+            if not plan.accepted or "SAVP" not in plan.proto.upper():
+                out.append(plan)
+                continue
+            current = self._lines.get(line)
+            if current is not None and not current.closed and current.srtp_answer:
+                if tuple(plan.crypto) != current.srtp_offered:
+                    self.warn(f"SRC changed the SRTP key of stream {current.label} in a re-offer; "
+                              "keeping the key negotiated first")
+                self._srtp[plan.index] = (None, current.srtp_answer)
+                out.append(plan)
+                continue
+            negotiated = negotiate_sdes(plan.crypto)
+            if negotiated is None:
+                out.append(replace(plan, accepted=False,
+                                   reject_reason="no usable SRTP crypto suite offered"))
+                continue
+            self._srtp[plan.index] = negotiated
+            out.append(plan)
+        return out
 
     def _reconcile(self, plans: Sequence[StreamPlan]) -> Tuple[Dict[int, int], List[StreamPlan]]:
         """Bring the streams in line with an offer; returns (ports by m-line, plans answered).
@@ -365,6 +409,7 @@ class RecordingSession:
             remote_address=plan.remote_address,
             rtcp_mux=plan.rtcp_mux,
             paused=not plan.receiving,
+            srtp=self._srtp.get(plan.index, (None, None))[0],
         )
         try:
             media = self.manager.media.open_stream(spec, self, self.created)
@@ -376,7 +421,9 @@ class RecordingSession:
         key = self._file_key(label, suffix, first=not reopening)
         return StreamSlot(key=key, label=label, index=plan.index, plan=plan, wav_path=wav_path,
                           media=media, port=media.port, paused_by_sdp=not plan.receiving,
-                          held=_held(plan), line=line, formats=tuple(plan.formats))
+                          held=_held(plan), line=line, formats=tuple(plan.formats),
+                          srtp_offered=tuple(plan.crypto) if plan.index in self._srtp else (),
+                          srtp_answer=self._srtp.get(plan.index, (None, None))[1])
 
     def _path(self, suffix: str) -> str:
         return f"{self.base_path}_{suffix}.wav"
@@ -483,6 +530,31 @@ class RecordingSession:
     def stream_first_packet(self, stream) -> None:
         pass
 
+    def stream_dtmf(self, stream, event) -> None:
+        """RFC 4733 digits: kept per call (API, record, events), never rendered into audio.
+        Digits are not logged: they may be card numbers."""
+        if len(self.dtmf) >= _MAX_NOTES * 5:
+            return
+        record = {
+            "leg": stream.spec.label,
+            "digit": event.digit,
+            "at": iso(event.start),
+            "offset": round(event.start - (self.started_at or self.created), 3),
+            "duration": round(event.duration, 3),
+            "end_seen": event.end_seen,
+        }
+        self.dtmf.append(record)
+        self.manager.publish_dtmf(self, record)
+
+    def stream_rtcp_bye(self, stream, bye) -> None:
+        """RTCP BYE from the SRC ends that stream (not the call)."""
+        for slot in self.slots.values():
+            if slot.media is stream and not slot.closed:
+                log.info("Call {call_id}: RTCP BYE on stream {label}; closing it",
+                         call_id=self.call_id, label=slot.label)
+                self._close_slot(slot)
+                self.write_record()
+                return
     def last_activity(self) -> Optional[float]:
         """When RTP last arrived, or was last expected to start, over the streams
         expected to carry media; None if none are (so no RTP timeout runs)."""
@@ -655,7 +727,9 @@ class RecordingSession:
                 "participant": slot.participant,
                 "packets": stats.get("packets", 0),
                 "bytes": stats.get("bytes", 0),
-                "stats": _jsonable(stats),
+                "srtp": bool(slot.srtp_answer),
+                "quality": stats.get("quality"),
+                "stats": _jsonable({k: v for k, v in stats.items() if k != "quality"}),
             })
         return out
 
@@ -681,6 +755,7 @@ class RecordingSession:
             "metadata_documents": len(self.metadata_documents),
             "pauses": [{**p, "start": iso(p["start"]), "end": iso(p["end"])} for p in self.pauses],
             "files": dict(self.files),
+            "dtmf": list(self.dtmf),
             "tolerances": list(self.tolerances),
             "warnings": list(self.warnings),
         })

@@ -8,6 +8,7 @@ builds every request by hand so tests can also send what real SRCs send.
 
 from __future__ import annotations
 
+import base64
 import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -41,6 +42,7 @@ class StreamOffer:
     payload_type: int = 0  # 0 PCMU, 8 PCMA
     direction: str = "sendonly"
     rtp_port: int = 0  # filled by the client when it binds its RTP socket
+    srtp_key: Optional[bytes] = None  # 30 bytes (AES_CM_128 key + salt): offer RTP/SAVP
 
 
 def sdp_offer(host: str, streams: Sequence[StreamOffer], version: int = 1,
@@ -52,7 +54,11 @@ def sdp_offer(host: str, streams: Sequence[StreamOffer], version: int = 1,
         pts = [stream.payload_type]
         if extra_formats:
             pts += [pt for pt in (0, 8) if pt != stream.payload_type]
-        lines.append(f"m=audio {stream.rtp_port or 9} RTP/AVP {' '.join(map(str, pts))} 101")
+        proto = "RTP/SAVP" if stream.srtp_key else "RTP/AVP"
+        lines.append(f"m=audio {stream.rtp_port or 9} {proto} {' '.join(map(str, pts))} 101")
+        if stream.srtp_key:
+            inline = base64.b64encode(stream.srtp_key).decode()
+            lines.append(f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{inline}")
         for pt in pts:
             lines.append(f"a=rtpmap:{pt} {names[pt]}")
         lines.append("a=rtpmap:101 telephone-event/8000")
@@ -146,9 +152,22 @@ class SrcCall:
         self.rtp_ports: Dict[str, object] = {}
         self.remote_media: Dict[str, Tuple[str, int]] = {}
         self.requests: List[Request] = []
+        self._srtp: Dict[str, object] = {}
         self.rtp_state: Dict[str, List[int]] = {}  # label -> [next seq, next timestamp]
         self.invite_branch = ""
         self.invite_bytes = b""
+
+    def protect(self, stream: StreamOffer, packet: bytes) -> bytes:
+        """SRTP-protect with the key we offered (SDES: each side sends with its own key)."""
+        if not stream.srtp_key:
+            return packet
+        session = self._srtp.get(stream.label)
+        if session is None:
+            import pylibsrtp
+            policy = pylibsrtp.Policy(key=stream.srtp_key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+                                      srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80)
+            session = self._srtp[stream.label] = pylibsrtp.Session(policy)
+        return session.protect(packet)
 
     @property
     def answered(self) -> bool:
@@ -372,6 +391,39 @@ class SrcClient:
         return response
 
     # -- media -----------------------------------------------------------------------
+    def send_dtmf(self, call: SrcCall, label: str, digit: str, duration: float = 0.1,
+                  ptime: float = 0.02) -> Deferred:
+        """RFC 4733 telephone-event packets for one digit (three end packets), paced."""
+        event = "0123456789*#ABCD".index(digit)
+        stream = next(s for s in call.streams if s.label == label)
+        state = call.rtp_state.setdefault(label, [1000, 160000])
+        start_ts = state[1]
+        steps = max(1, int(duration / ptime))
+        packets = []
+        for n in range(1, steps + 1):
+            end = n == steps
+            dur = int(n * ptime * 8000)
+            payload = bytes([event, (0x80 if end else 0) | 10]) + dur.to_bytes(2, "big")
+            for _ in range(3 if end else 1):
+                packets.append(rtp_packet(state[0], start_ts, 0x1000 + call.streams.index(stream),
+                                          payload, pt=101, marker=(n == 1)))
+                state[0] += 1
+        state[1] += steps * int(ptime * 8000)
+        port = call.rtp_ports[label]
+        done = Deferred()
+
+        def tick(i=[0]):
+            if i[0] >= len(packets):
+                loop.stop()
+                return
+            port.write(call.protect(stream, packets[i[0]]), call.remote_media[label])
+            i[0] += 1
+
+        loop = task.LoopingCall(tick)
+        loop.clock = self.reactor
+        loop.start(ptime / 2, now=True).chainDeferred(done)
+        return done
+
     def send_audio(self, call: SrcCall, signals: Dict[str, np.ndarray], ptime: float = 0.02,
                    realtime: bool = True, ssrc_base: int = 0x1000,
                    drop: Callable[[str, int], bool] = lambda label, i: False) -> Deferred:
@@ -404,6 +456,7 @@ class SrcClient:
                 if i < len(frames) and not drop(stream.label, i):
                     packet = rtp_packet(seq0 + i, ts0 + i * samples, ssrc, bytes(frames[i]),
                                         pt=stream.payload_type, marker=(i == 0))
+                    packet = call.protect(stream, packet)
                     port = call.rtp_ports[stream.label]
                     port.write(packet, call.remote_media[stream.label])
 
