@@ -144,7 +144,7 @@ class DatagramTests(SynchronousTestCase):
 
 
 def stream(core, transport_name: str = "TCP", max_size: int = 65536):
-    factory = SipStreamFactory(core, transport_name, max_size)
+    factory = SipStreamFactory(core, transport_name, max_size, clock=Clock())
     proto = factory.buildProtocol(IPv4Address("TCP", "192.0.2.10", 40000))
     wire = StringTransport(hostAddress=IPv4Address("TCP", "192.0.2.1", 5060),
                            peerAddress=IPv4Address("TCP", "192.0.2.10", 40000))
