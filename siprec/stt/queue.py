@@ -105,9 +105,11 @@ class PostCallQueue:
         max_attempts: int = 5,
         backoff: float = 30.0,
         backoff_max: float = 3600.0,
+        clock: IReactorTime | None = None,
     ) -> None:
         self.path = path
-        self._reactor = reactor
+        self._reactor = reactor  # runs the thread pool's results
+        self._clock = clock or reactor  # timers and job times
         self._pool = threadpool
         self.handler = handler
         self.workers = workers
@@ -174,7 +176,7 @@ class PostCallQueue:
     def enqueue(self, kind: str, payload: Mapping[str, Any], delay: float = 0.0) -> Deferred:
         """Persist a job; fires with its id once it is on disk."""
         text = json.dumps(dict(payload), sort_keys=True)
-        now = self._reactor.seconds()
+        now = self._clock.seconds()
         d = self._db_call(self._insert, kind, text, now + delay, now)
         d.addCallback(self._inserted)
         return d
@@ -217,7 +219,7 @@ class PostCallQueue:
             return
         self._claiming = True
         self._again = False
-        d = self._db_call(self._claim, free, self._reactor.seconds())
+        d = self._db_call(self._claim, free, self._clock.seconds())
         d.addCallbacks(self._claimed, self._claim_failed)
 
     def _claim(self, limit: int, now: float) -> tuple[list[Job], float | None, dict]:
@@ -247,8 +249,8 @@ class PostCallQueue:
             self._timer.cancel()
         self._timer = None
         if due is not None and not self._stopping:
-            delay = max(0.0, due - self._reactor.seconds())
-            self._timer = self._reactor.callLater(delay, self._wake)
+            delay = max(0.0, due - self._clock.seconds())
+            self._timer = self._clock.callLater(delay, self._wake)
         if self._again:
             self._wake()
 
@@ -286,17 +288,17 @@ class PostCallQueue:
         log.warn("Post-call STT job {id} failed (attempt {attempts}), retrying in "
                  "{delay:g}s: {error}", id=job.id, attempts=job.attempts, delay=delay,
                  error=message)
-        return self._finish(job, "pending", message, self._reactor.seconds() + delay)
+        return self._finish(job, "pending", message, self._clock.seconds() + delay)
 
     def _finish(self, job: Job, state: str, error: str | None, due: float | None) -> Deferred:
         def update() -> dict:
             db = self._need_db()
             if due is None:
                 db.execute("UPDATE stt_jobs SET state=?, last_error=?, updated=? WHERE id=?",
-                           (state, error, self._reactor.seconds(), job.id))
+                           (state, error, self._clock.seconds(), job.id))
             else:
                 db.execute("UPDATE stt_jobs SET state=?, last_error=?, next_run=?, updated=? "
-                           "WHERE id=?", (state, error, due, self._reactor.seconds(), job.id))
+                           "WHERE id=?", (state, error, due, self._clock.seconds(), job.id))
             return self._count_states()
 
         def done(counts: dict) -> None:
