@@ -655,35 +655,34 @@ SETTINGS: tuple[Setting, ...] = tuple(
          "Port of the HTTP server."),
         ("AUTH_ENABLED", Boolean(), "false",
          "Require a JWT or an API key on the REST API and the WebSockets; needs "
-         "JWT_SECRET, JWT_PUBLIC_KEY_FILE or API_KEYS_FILE.", {"implemented": False}),
+         "JWT_SECRET, JWT_PUBLIC_KEY_FILE or API_KEYS_FILE."),
         ("JWT_SECRET", Text(), "",
          "HS256 key for JWTs, at least 32 bytes (empty = HS256 tokens refused).",
-         {"implemented": False, "secret": True}),
+         {"secret": True}),
         ("JWT_PUBLIC_KEY_FILE", _FILE, "",
          "PEM RSA public key (or certificate) checking RS256 JWTs (empty = RS256 "
-         "tokens refused).", {"implemented": False}),
+         "tokens refused)."),
         ("JWT_ISSUER", Text(), "",
-         "Required iss claim of JWTs (empty = not checked).", {"implemented": False}),
+         "Required iss claim of JWTs (empty = not checked)."),
         ("JWT_AUDIENCE", Text(), "",
-         "Required aud claim of JWTs (empty = not checked).", {"implemented": False}),
+         "Required aud claim of JWTs (empty = not checked)."),
         ("JWT_LEEWAY", Duration(positive=False), "30s",
-         "Clock skew allowed when checking exp and nbf of JWTs.", {"implemented": False}),
+         "Clock skew allowed when checking exp and nbf of JWTs."),
         ("API_KEYS_FILE", _FILE, "",
          "File of API keys, one 'name role sha256:HEX' line each; keys are stored "
-         "only as hashes (python -m siprec.security.auth new-key makes one).",
-         {"implemented": False}),
+         "only as hashes (python -m siprec.security.auth new-key makes one)."),
         ("AUTH_PUBLIC_HEALTH", Boolean(), "true",
          "With AUTH_ENABLED, /health, /health/live, /health/ready and /status "
-         "still answer without credentials (for load balancers).", {"implemented": False}),
+         "still answer without credentials (for load balancers)."),
         ("AUTH_PUBLIC_METRICS", Boolean(), "false",
          "With AUTH_ENABLED, /metrics answers without credentials (for "
-         "Prometheus scrapers without a token).", {"implemented": False}),
+         "Prometheus scrapers without a token)."),
         ("WS_CLIENT_BUFFER", Integer(1, 1_000_000), "1000",
          "Events queued for one WebSocket client that reads too slowly; past it "
-         "the client is closed with code 4008.", {"implemented": False}),
+         "the client is closed with code 4008."),
         ("WS_MAX_CLIENTS", Integer(minimum=0), "1000",
          "Most WebSocket clients connected at once; more are refused with 503 "
-         "(0 = unlimited).", {"implemented": False}),
+         "(0 = unlimited)."),
     )
     + _section(
         "Logging",
@@ -884,10 +883,9 @@ SETTINGS: tuple[Setting, ...] = tuple(
         ("PUBLISH_FINAL_TRANSCRIPTS", Boolean(), "true",
          "Publish final transcription results."),
         ("PUBLISH_SENTIMENT_UPDATES", Boolean(), "true",
-         "Publish sentiment updates from the analytics pipeline."),
+         "Publish sentiment updates from the analytics pipeline.", {"implemented": False}),
         ("PUBLISH_KEYWORD_DETECTIONS", Boolean(), "true",
-         "Publish keyword detections from the analytics pipeline."),
-        implemented=False,
+         "Publish keyword detections from the analytics pipeline.", {"implemented": False}),
     )
     + _section(
         "Database",

@@ -26,6 +26,9 @@ from twisted.python.threadpool import ThreadPool
 import siprec
 from siprec.config import Config, ensure_recording_dir
 from siprec.logs import install_log_filter
+from siprec.realtime.setup import build_realtime
+from siprec.recording.publisher import CallEventPublisher
+from siprec.security.auth import authenticator_from_config
 from siprec.http.app import SiprecApi, make_site
 from siprec.media.service import MediaService
 from siprec.ops.health import Health
@@ -170,6 +173,7 @@ class SiprecService(service.MultiService):
         self.udp: Dict[int, _UdpListener] = {}
         self.stream_factories: Dict[str, SipStreamFactory] = {}
         self._build_sip_listeners()
+        self._build_realtime()
         self._build_http()
         self.metrics.add_live_source(self._live_figures)
         self.health.add_check("sip", self._sip_check)
@@ -208,9 +212,16 @@ class SiprecService(service.MultiService):
         cert = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
         return cert.options()
 
+    def _build_realtime(self) -> None:
+        """Auth for the API and WebSockets; the event bus, /ws, AMQP; call events."""
+        self.auth = authenticator_from_config(self.config, self.reactor)
+        self.realtime = build_realtime(self.config, self.reactor, self.auth)
+        self.manager.events = CallEventPublisher(self.realtime.bus, self.reactor)
+        self.metrics.registry.register(self.realtime.collector)
+
     def _build_http(self) -> None:
-        self.api = SiprecApi(self.manager, self.metrics, self.health, self.reactor)
-        self.site = make_site(self.api)
+        self.api = SiprecApi(self.manager, self.metrics, self.health, self.reactor, auth=self.auth)
+        self.site = make_site(self.api, mounts=self.realtime.resources)
         self.site.noisy = False
         http = internet.TCPServer(self.config.http_port, self.site,
                                   interface=self.config.http_host, reactor=self.reactor)
@@ -219,6 +230,8 @@ class SiprecService(service.MultiService):
 
     # -- running ----------------------------------------------------------------
     def startService(self):
+        for part in self.realtime.services:
+            part.startService()
         if self.install_logging:
             install_log_filter(self.config.log_level, self.config.log_format)
         ensure_recording_dir(self.config)
@@ -259,6 +272,9 @@ class SiprecService(service.MultiService):
         self.manager.stop()
         yield defer.maybeDeferred(super().stopService)
         self.core.close()
+        # after the drain, so call.ended and the last transcripts still go out
+        for part in reversed(self.realtime.services):
+            yield defer.maybeDeferred(part.stopService)
         self.threadpool.stop()
 
     # -- routing of requests we send -------------------------------------------

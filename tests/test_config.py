@@ -158,7 +158,7 @@ class TableTests(Helpers, SynchronousTestCase):
     def test_implemented_scope(self) -> None:
         """Only the features built in this version are marked implemented."""
         implemented_sections = {"SIP", "SIP over TLS", "Network and NAT", "RTP",
-                                "Recording", "HTTP", "Logging", "Operations"}
+                                "Recording", "HTTP", "Logging", "Operations", "Messaging"}
         for setting in SETTINGS:
             if setting.section not in implemented_sections:
                 self.assertFalse(setting.implemented, setting.name)

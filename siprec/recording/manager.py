@@ -126,6 +126,8 @@ class RecordingManager:
         self.calls_total += 1
         if self.metrics:
             self.metrics.call_started()
+        if self.events is not None:
+            self.events.call_started(session)
 
     def claim_base_path(self, name: str) -> str:
         """``RECORDING_DIR/<name>``, or ``<name>~2``, ``~3`` … when a live session or an
@@ -152,6 +154,8 @@ class RecordingManager:
                 self.recent.popitem(last=False)
             if self.metrics:
                 self.metrics.call_ended(session.end_reason or "unknown")
+            if self.events is not None:
+                self.events.call_ended(session)
 
     # -- events ---------------------------------------------------------------------
     def publish_dtmf(self, session: RecordingSession, record: dict) -> None:
@@ -198,6 +202,8 @@ class RecordingManager:
 
     # -- RTP inactivity ------------------------------------------------------------
     def check_timeouts(self) -> None:
+        if self.events is not None:
+            self.events.quality(list(self.active.values()))
         timeout = self.settings.rtp_timeout
         if timeout <= 0:
             return

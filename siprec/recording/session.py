@@ -134,7 +134,8 @@ class RecordingSession:
         self.tolerances: List[str] = []
         self.slots: Dict[str, StreamSlot] = {}  # every stream of the call, in opening order
         self.pauses: List[dict] = []
-        self.api_paused = False
+        self.recording_paused = False  # operator pause (API): streams written as silence
+        self.transcription_paused = False  # operator pause of transcription only
         self.dialog = None
         self.files: Dict[str, str] = {}
         self._origin = make_origin(manager.settings.media_address,
@@ -146,6 +147,7 @@ class RecordingSession:
         self._lines: Dict[str, StreamSlot] = {}  # m-line identity -> its latest slot
         self._srtp: Dict[int, tuple] = {}  # m-line index -> (keys, our a=crypto) for this offer
         self.dtmf: List[dict] = []
+        self.stopped_announced: set = set()  # stream keys whose stream.stopped went out mid-call
         self._used_paths: Set[str] = set()
         self._used_keys: Set[str] = set()
         # Channel order of the combined file: slot keys, fixed once set (see _settle_channels).
@@ -196,6 +198,8 @@ class RecordingSession:
         if documents:
             self._write_metadata_log()
             self._relabel_participants()
+            if self.state == "active":
+                self._emit("call_updated", "metadata")
 
     def _metadata_unusable(self, why: str) -> None:
         """A broken document: warn, keep the model as it was, record anyway."""
@@ -253,6 +257,8 @@ class RecordingSession:
                      labels=[s.label for s in self.slots.values() if not s.closed])
         self._settle_channels()
         self.write_record()
+        if not initial:
+            self._emit("call_updated", "reoffer")
         return answer
 
     def _make_offer(self) -> SessionDescription:
@@ -453,6 +459,8 @@ class RecordingSession:
         self.slots[slot.key] = slot
         self._lines[slot.line] = slot
         self.files[slot.key] = slot.wav_path
+        if self.state == "active":
+            self._emit("stream_started", self._stream_dict(slot))
 
     def _discard(self, slot: StreamSlot) -> None:
         """Undo an opening that the offer will not keep (another stream failed)."""
@@ -490,41 +498,74 @@ class RecordingSession:
                 slot.media.resume()
         slot.paused_by_sdp, slot.held = paused, held
 
-    def _pause_started(self, slot: Optional[StreamSlot], reason: str) -> None:
+    def _pause_started(self, slot: Optional[StreamSlot], reason: str, *,
+                       recording: bool = True, transcription: bool = True) -> None:
         self.pauses.append({"label": slot.label if slot else None,
                             "stream": slot.key if slot else None, "reason": reason,
+                            "recording": recording, "transcription": transcription,
                             "start": self.clock.seconds(), "end": None})
+        self._emit("paused", recording=recording, transcription=transcription, reason=reason,
+                   leg=slot.label if slot else None)
 
-    def _pause_ended(self, slot: Optional[StreamSlot]) -> None:
+    def _pause_ended(self, slot: Optional[StreamSlot], reason: Optional[str] = None) -> None:
         key = slot.key if slot else None
         for pause in reversed(self.pauses):
-            if pause["stream"] == key and pause["end"] is None:
+            if pause["stream"] == key and pause["end"] is None and reason in (None, pause["reason"]):
                 pause["end"] = self.clock.seconds()
+                if self.state == "active":
+                    self._emit("resumed", recording=pause["recording"],
+                               transcription=pause["transcription"], reason=pause["reason"],
+                               leg=pause["label"], paused_seconds=pause["end"] - pause["start"])
                 return
 
     # -- API pause/resume ----------------------------------------------------------
-    def pause(self) -> None:
-        """Pause recording of every stream (operator request); SDP pauses are kept apart."""
-        if self.api_paused or self.ended:
-            return
-        self.api_paused = True
-        self._pause_started(None, "api")
-        for slot in self.slots.values():
-            if slot.media is not None and not slot.closed:
-                slot.media.pause()
-        self.write_record()
+    @property
+    def api_paused(self) -> bool:
+        return self.recording_paused
 
-    def resume(self) -> None:
-        """Undo :meth:`pause`; streams the SRC paused with a=inactive stay paused."""
-        if not self.api_paused or self.ended:
+    def pause(self, recording: bool = True, transcription: bool = True) -> None:
+        """Operator pause. Recording: every stream is written as silence, so the
+        timeline stays true (SDP pauses are kept apart). Transcription: audio is
+        no longer sent to the speech engine."""
+        if self.ended:
             return
-        self.api_paused = False
-        self._api_resumed_at = self.clock.seconds()
-        self._pause_ended(None)
-        for slot in self.slots.values():
-            if slot.media is not None and not slot.closed and not slot.paused_by_sdp:
-                slot.media.resume()
-        self.write_record()
+        changed = False
+        if recording and not self.recording_paused:
+            self.recording_paused = changed = True
+            self._pause_started(None, "api", recording=True, transcription=False)
+            for slot in self.slots.values():
+                if slot.media is not None and not slot.closed:
+                    slot.media.pause()
+        if transcription and not self.transcription_paused:
+            self.transcription_paused = changed = True
+            self._pause_started(None, "api-transcription", recording=False, transcription=True)
+        if changed:
+            self.write_record()
+
+    def resume(self, recording: bool = True, transcription: bool = True) -> None:
+        """Undo :meth:`pause`; streams the SRC paused with a=inactive stay paused."""
+        if self.ended:
+            return
+        changed = False
+        if recording and self.recording_paused:
+            self.recording_paused = False
+            changed = True
+            self._api_resumed_at = self.clock.seconds()
+            self._pause_ended(None, "api")
+            for slot in self.slots.values():
+                if slot.media is not None and not slot.closed and not slot.paused_by_sdp:
+                    slot.media.resume()
+        if transcription and self.transcription_paused:
+            self.transcription_paused = False
+            changed = True
+            self._pause_ended(None, "api-transcription")
+        if changed:
+            self.write_record()
+
+    def _emit(self, name: str, *args, **kwargs) -> None:
+        publisher = self.manager.events
+        if publisher is not None:
+            getattr(publisher, name)(self, *args, **kwargs)
 
     # -- media listener ----------------------------------------------------------
     def stream_first_packet(self, stream) -> None:
@@ -552,7 +593,7 @@ class RecordingSession:
             if slot.media is stream and not slot.closed:
                 log.info("Call {call_id}: RTCP BYE on stream {label}; closing it",
                          call_id=self.call_id, label=slot.label)
-                self._close_slot(slot)
+                self._close_slot(slot, "rtcp-bye")
                 self.write_record()
                 return
     def last_activity(self) -> Optional[float]:
@@ -614,8 +655,9 @@ class RecordingSession:
         closing = [self._close_slot(slot) for slot in self.slots.values() if not slot.closed]
         return DeferredList(closing, consumeErrors=True) if closing else succeed(None)
 
-    def _close_slot(self, slot: StreamSlot) -> Deferred:
+    def _close_slot(self, slot: StreamSlot, reason: str = "removed") -> Deferred:
         slot.closed = True
+        announce = self.state == "active"
         if slot.paused_by_sdp or slot.held:
             self._pause_ended(slot)
         media = slot.media
@@ -632,7 +674,16 @@ class RecordingSession:
             return slot.final_stats
 
         d.addCallbacks(keep, failed)
+        if announce:
+            def stopped(stats):
+                self.stopped_announced.add(slot.key)
+                self._emit("stream_stopped", self._stream_dict(slot), reason)
+                return stats
+            d.addCallback(stopped)
         return d
+
+    def _stream_dict(self, slot: StreamSlot) -> dict:
+        return next((s for s in self._stream_dicts() if s["key"] == slot.key), {"label": slot.label})
 
     def _combine(self) -> Deferred:
         """One channel per leg (two for stereo) in the call's fixed channel order."""
@@ -738,7 +789,9 @@ class RecordingSession:
             "id": self.id,
             "call_id": self.call_id,
             "state": self.state,
-            "paused": self.api_paused,
+            "paused": self.recording_paused or self.transcription_paused,
+            "recording_paused": self.recording_paused,
+            "transcription_paused": self.transcription_paused,
             "started_at": iso(self.started_at or self.created),
             "ended_at": iso(self.ended_at),
             "end_reason": self.end_reason,

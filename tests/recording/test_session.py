@@ -260,8 +260,11 @@ def actions(stream: FakeStream) -> List[str]:
     return [c for c in stream.calls if c != "set_remote"]
 
 
-def pauses_of(session: RecordingSession, label: Optional[str]) -> List[dict]:
-    return [p for p in session.pauses if p["label"] == label]
+def pauses_of(session: RecordingSession, label: Optional[str],
+              reasons=("api", "sdp-inactive", "hold")) -> List[dict]:
+    """Pause intervals of a leg (None: the whole call), without the flag fields."""
+    return [{k: v for k, v in p.items() if k not in ("recording", "transcription")}
+            for p in session.pauses if p["label"] == label and p["reason"] in reasons]
 
 
 # -- offer / answer ----------------------------------------------------------------
@@ -515,6 +518,17 @@ class PauseTests(SynchronousTestCase):
         self.assertNotIn("resume", self.leg0.calls)
         self.assertFalse(self.leg1.paused)
         self.assertEqual(actions(self.leg1), ["pause", "resume"])
+
+    def test_pause_transcription_only(self) -> None:
+        """pause(recording=False) keeps recording and records an 'api-transcription' interval."""
+        self.session.pause(recording=False, transcription=True)
+        self.assertFalse(self.session.recording_paused)
+        self.assertTrue(self.session.transcription_paused)
+        self.assertFalse(self.leg1.paused)
+        self.assertEqual([p["reason"] for p in self.session.pauses], ["api-transcription"])
+        self.session.resume(recording=False, transcription=True)
+        self.assertFalse(self.session.transcription_paused)
+        self.assertIsNotNone(self.session.pauses[0]["end"])
 
     def test_sdp_resume_during_api_pause_stays_paused(self) -> None:
         """The SRC resumes a stream while the operator has paused the call: still muted."""
@@ -837,7 +851,7 @@ class EndTests(SynchronousTestCase):
         session.pause()
         self.h.clock.advance(4)
         self.successResultOf(session.end("bye"))
-        self.assertEqual([p["end"] for p in session.pauses], [START + 4, START + 4])
+        self.assertEqual([p["end"] for p in session.pauses], [START + 4] * 3)
         record = read_json(session.base_path + ".json")
         self.assertTrue(all(p["end"] for p in record["pauses"]))
 
