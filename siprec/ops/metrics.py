@@ -183,6 +183,15 @@ class Metrics:
         self._http_requests = Counter(f"{PREFIX}_http_requests",
                                       "HTTP API requests answered, by route, method and status.",
                                       ["route", "method", "status"], registry=reg)
+        self._stream_mos = Histogram(
+            f"{PREFIX}_stream_mos", "MOS (ITU-T G.107 E-model) of finished streams.",
+            buckets=(1.0, 2.0, 2.6, 3.1, 3.6, 4.0, 4.2, 4.3, 4.4, 4.5), registry=reg)
+        self._stream_loss = Histogram(
+            f"{PREFIX}_stream_packet_loss_percent", "Packet loss of finished streams, percent.",
+            buckets=(0.0, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0), registry=reg)
+        self._stream_jitter = Histogram(
+            f"{PREFIX}_stream_jitter_ms", "Interarrival jitter (RFC 3550) of finished streams, ms.",
+            buckets=(1.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0), registry=reg)
         self._http_duration = Histogram(f"{PREFIX}_http_request_duration_seconds",
                                         "Time to answer HTTP API requests, by route.", ["route"],
                                         registry=reg)
@@ -210,6 +219,17 @@ class Metrics:
 
     def metadata_warning(self) -> None:
         self._metadata_warnings.inc()
+
+    # -- media quality -----------------------------------------------------------
+    def stream_quality(self, mos: Optional[float], loss_percent: Optional[float],
+                       jitter_ms: Optional[float]) -> None:
+        """A finished stream's receive quality (ITU-T G.107 MOS, RFC 3550 loss/jitter)."""
+        if mos is not None and mos == mos:
+            self._stream_mos.observe(float(mos))
+        if loss_percent is not None and loss_percent == loss_percent:
+            self._stream_loss.observe(float(loss_percent))
+        if jitter_ms is not None and jitter_ms == jitter_ms:
+            self._stream_jitter.observe(float(jitter_ms))
 
     # -- HTTP API --------------------------------------------------------------
     def http_request(self, route: str, method: str, status: Union[int, str],

@@ -149,6 +149,10 @@ class RecordingManager:
             for slot in session.slots.values():
                 for key, value in _stream_counts(slot.final_stats).items():
                     self.closed_totals[key] += value
+                quality = (slot.final_stats or {}).get("quality")
+                if self.metrics and quality and (slot.final_stats or {}).get("packets"):
+                    self.metrics.stream_quality(quality.get("mos"), quality.get("loss_percent"),
+                                                quality.get("jitter_ms"))
             self.recent[session.id] = session
             while len(self.recent) > self.settings.keep_ended:
                 self.recent.popitem(last=False)

@@ -82,6 +82,8 @@ class DtmfAndQualityTests(TestCase):
         self.assertGreater(quality["mos"], 4.0)
         yield client.bye(call)
         yield session.end("test")
+        text, _ = service.metrics.render()
+        self.assertIn(b"siprec_stream_mos_count 2.0", text)
         rate, _, data = read_wav(os.path.join(service.config.recording_dir,
                                               call.call_id + "_leg0.wav"))
         # no DTMF tones rendered: the only energy is at 440 Hz
