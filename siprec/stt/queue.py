@@ -314,6 +314,13 @@ class PostCallQueue:
 
     # -- status --------------------------------------------------------------
 
+    @property
+    def next_wake(self) -> float | None:
+        """Clock time at which the queue will next look for due jobs (None: not scheduled)."""
+        if self._timer is not None and self._timer.active():
+            return self._timer.getTime()
+        return None
+
     def jobs(self, state: str | None = None) -> Deferred:
         """Fires with a list of job dicts (for the API and tests)."""
         def query() -> list[dict[str, Any]]:

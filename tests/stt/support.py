@@ -68,3 +68,17 @@ def listen_tcp(test, site) -> int:
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     test.addCleanup(port.stopListening)
     return port.getHost().port
+
+
+@inlineCallbacks
+def settle_autobahn(limit: float = 3.0):
+    """Wait for Autobahn's batched handshake timers to run out, so trial finds
+    a clean reactor (cancelled timers linger in their batch until it fires)."""
+    waited = 0.0
+    while waited < limit:
+        pending = [call for call in reactor.getDelayedCalls()
+                   if "_BatchedTimer" in repr(call) or "_notify_bucket" in repr(call)]
+        if not pending:
+            return
+        yield deferLater(reactor, 0.05, lambda: None)
+        waited += 0.05

@@ -46,6 +46,13 @@ class _Protocol(WebSocketClientProtocol):
         self.stream._closed(wasClean, code, reason)
 
 
+class _Factory(WebSocketClientFactory):
+    stream: "WebSocketStream"
+
+    def clientConnectionFailed(self, connector: Any, reason: Any) -> None:
+        self.stream._closed(False, None, f"cannot connect: {reason.getErrorMessage()}")
+
+
 class WebSocketStream:
     """Base ProviderStream for one leg over one vendor WebSocket."""
 
@@ -67,7 +74,7 @@ class WebSocketStream:
         self._done = False  # failed, aborted or finished: no more listener calls
         self._keepalive = None
         self.bytes_sent = 0
-        factory = WebSocketClientFactory(url, headers=dict(headers))
+        factory = _Factory(url, headers=dict(headers))
         factory.setProtocolOptions(maxMessagePayloadSize=_MAX_MESSAGE,
                                    maxFramePayloadSize=_MAX_MESSAGE, openHandshakeTimeout=timeout)
         stream = self
@@ -77,6 +84,7 @@ class WebSocketStream:
 
         Bound.stream = stream
         factory.protocol = Bound
+        factory.stream = stream
         self._connector = connectWS(factory, timeout=timeout)
 
     # -- hooks for subclasses ------------------------------------------------
@@ -252,8 +260,8 @@ class WebSocketStream:
             return
         if not self._ready and ("401" in text or "403" in text):
             self.fail(SttAuthError(self.provider, f"handshake refused: {text}"))
-        elif not self._ready and self.bytes_sent == 0 and code is None:
-            self.fail(SttError(self.provider, f"cannot connect: {text or 'connection failed'}"))
+        elif text.startswith("cannot connect"):
+            self.fail(SttError(self.provider, text))
         else:
             self.fail(SttError(self.provider, f"connection closed (code {code}): {text}"))
 

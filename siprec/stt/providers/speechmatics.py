@@ -81,6 +81,8 @@ class SpeechmaticsStream(WebSocketStream):
             content = str(best["content"])
             if item.get("type") == "punctuation" and texts:
                 texts[-1] += content
+                last = words[-1]
+                words[-1] = Word(last.word + content, last.start, last.end, last.confidence)
                 continue
             texts.append(content)
             words.append(Word(content, self.to_call(float(item["start_time"])),
