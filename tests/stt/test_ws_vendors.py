@@ -177,6 +177,28 @@ class DeepgramTests(TestCase):
         self.assertIn("connection closed", str(error))
 
     @inlineCallbacks
+    def test_garbage_from_the_server(self) -> None:
+        """Non-JSON, malformed results and error messages are protocol failures, once."""
+        for reply, kind, text in (
+            (b"not json", SttProtocolError, "non-JSON"),
+            (b'{"type": "Results", "channel": {}}', SttProtocolError, "malformed"),
+            (b'{"type": "Results", "start": "x", "channel": {"alternatives": [{}]}}',
+             SttProtocolError, "malformed"),
+            (b'{"type": "Error", "err_code": "INVALID_QUERY", "err_msg": "bad model"}', SttError,
+             "INVALID_QUERY: bad model"),
+        ):
+            class Garbage(DeepgramServer):
+                def onMessage(self, payload, isBinary, reply=reply):
+                    self.sendMessage(reply)
+                    self.sendMessage(reply)
+
+            url, _ = serve(self, Garbage)
+            listener = yield drive(self.provider(url), speech(0.5))
+            [error] = listener.failures
+            self.assertIsInstance(error, kind)
+            self.assertIn(text, str(error))
+
+    @inlineCallbacks
     def test_nobody_listening(self) -> None:
         listener = yield drive(self.provider("ws://127.0.0.1:1"), speech(0.5))
         self.assertIn("deepgram", str(listener.failures[0]))
