@@ -183,3 +183,62 @@ class EngineTests(TestCase):
         self.assertEqual([h.text for h in listener.finals], ["hello"])
         self.assertTrue(engine.supports_language("en-US"))
         self.assertFalse(engine.supports_language("de-DE"))
+
+
+class RouterWithEngineTests(TestCase):
+    """The router in front of the real engine: live results, and overload to post-call."""
+
+    timeout = 300
+
+    def _skip(self, reason: str) -> None:
+        raise SkipTest(reason)
+
+    @inlineCallbacks
+    def test_overloaded_leg_is_transcribed_after_the_call(self) -> None:
+        """A leg fed far faster than the engine decodes is moved to the queue
+        (warning, counter), spooled, and transcribed post-call with the same
+        words, marked post_call."""
+        import os
+
+        from twisted.internet.task import Clock
+        from twisted.logger import capturedLogs, formatEvent
+
+        from siprec.stt.queue import PostCallQueue, PostCallTranscriber, make_deferrer
+        from siprec.stt.router import RouterSettings, SttRouter
+
+        require_espeak(self._skip)
+        sentences = SENTENCES[:3]
+        audio, _ = conversation(sentences, rate=8000, pause=0.8)
+        pool = start_pool(self, size=1)
+        engine = OfflineEngine(reactor, pool, OfflineSettings(max_lag=2.0))
+        yield engine.start()
+        results = []
+        router = SttRouter({"offline": engine}, results.append, reactor, RouterSettings())
+        directory = self.mktemp()
+        os.makedirs(directory)
+        queue = PostCallQueue(os.path.join(directory, "q.sqlite3"), reactor, pool,
+                              PostCallTranscriber(router, reactor, pool), clock=Clock())
+        self.addCleanup(queue.stop)
+        yield queue.start()
+        router._deferrer = make_deferrer(queue, os.path.join(directory, "spool"), reactor, pool)
+
+        leg = router.open_leg("call-2", "callee", {"name": "Bob"}, "en-US", 8000)
+        with capturedLogs() as events:
+            for position in range(0, len(audio), 160):  # all at once: no pacing
+                leg.feed(audio[position:position + 160], 8000, position)
+            yield leg.close()
+        self.assertEqual(leg.state, "closed")
+        self.assertTrue(any("queued for post-call transcription" in formatEvent(e)
+                            for e in events))
+        self.assertEqual(router.status()["overloads_total"], 1)
+        self.assertEqual(engine.stats()["overloads"], 1)
+        for _ in range(600):
+            if queue.stats()["jobs_done"]:
+                break
+            yield deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(queue.stats()["jobs_done"], 1)
+        post = [r for r in results if r.post_call]
+        self.assertTrue(post)
+        self.assertTrue(all(r.is_final and r.participant["name"] == "Bob" for r in post))
+        self.assertLess(word_error_rate(sentences, [r.text for r in post]), WER_BOUND + 0.1)
+        self.assertEqual(os.listdir(os.path.join(directory, "spool")), [])
