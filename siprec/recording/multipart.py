@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from siprec.sip.headers import split_unquoted
+
 __all__ = [
     "METADATA_TYPES",
     "SDP_TYPE",
@@ -84,29 +86,7 @@ class SiprecBody:
 
 def _split_params(text: str) -> list[str]:
     """Split on ';' outside double quotes (RFC 2045 / RFC 3261 quoted-string)."""
-    pieces: list[str] = []
-    current: list[str] = []
-    in_quotes = False
-    escaped = False
-    for char in text:
-        if in_quotes:
-            current.append(char)
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_quotes = False
-        elif char == '"':
-            in_quotes = True
-            current.append(char)
-        elif char == ";":
-            pieces.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    pieces.append("".join(current))
-    return pieces
+    return split_unquoted(text, ";")
 
 
 def _unquote(value: str) -> str:

@@ -66,8 +66,8 @@ def _snippet(text: str, limit: int = 40) -> str:
     return repr(text)
 
 
-def split_commas(value: str) -> List[str]:
-    """Split a header value on commas that are outside quotes and ``<>``."""
+def split_unquoted(value: str, separator: str, angle_brackets: bool = False) -> List[str]:
+    """Split on ``separator`` outside quoted strings (and ``<>`` when asked); pieces untrimmed."""
     parts: List[str] = []
     depth = 0
     quoted = False
@@ -83,37 +83,24 @@ def split_commas(value: str) -> List[str]:
                 quoted = False
         elif ch == '"':
             quoted = True
-        elif ch == "<":
+        elif angle_brackets and ch == "<":
             depth += 1
-        elif ch == ">":
+        elif angle_brackets and ch == ">":
             depth = max(0, depth - 1)
-        elif ch == "," and depth == 0:
-            parts.append(value[start:i].strip())
-            start = i + 1
-    parts.append(value[start:].strip())
-    return [p for p in parts if p]
-
-
-def _split_semicolons(value: str) -> List[str]:
-    parts: List[str] = []
-    quoted = False
-    escaped = False
-    start = 0
-    for i, ch in enumerate(value):
-        if quoted:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch == ";":
+        elif ch == separator and depth == 0:
             parts.append(value[start:i])
             start = i + 1
     parts.append(value[start:])
     return parts
+
+
+def split_commas(value: str) -> List[str]:
+    """Split a header value on commas that are outside quotes and ``<>``."""
+    return [p for p in (part.strip() for part in split_unquoted(value, ",", True)) if p]
+
+
+def _split_semicolons(value: str) -> List[str]:
+    return split_unquoted(value, ";")
 
 
 def parse_params(text: str) -> Params:
