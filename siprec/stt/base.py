@@ -17,6 +17,8 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 import numpy as np
 from twisted.internet.defer import Deferred
 
+from siprec.stt.audio import AudioError
+
 __all__ = [
     "Hypothesis",
     "LegSpec",
@@ -121,8 +123,8 @@ class LegSpec:
     live: bool = True
 
     def __post_init__(self) -> None:
-        if self.sample_rate <= 0:
-            raise ValueError(f"sample rate must be positive, not {self.sample_rate}")
+        if not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
+            raise AudioError(f"sample rate must be a positive integer, not {self.sample_rate!r}")
         if self.participant is not None and not isinstance(self.participant, MappingProxyType):
             object.__setattr__(self, "participant", MappingProxyType(dict(self.participant)))
 

@@ -223,6 +223,8 @@ class PostCallQueue:
         d.addCallbacks(self._claimed, self._claim_failed)
 
     def _claim(self, limit: int, now: float) -> tuple[list[Job], float | None, dict]:
+        if self._db is None and self._stopping:
+            return [], None, dict(self._counts)  # stopped while this claim waited
         db = self._need_db()
         rows = db.execute(
             "SELECT id, kind, payload, attempts FROM stt_jobs WHERE state='pending' "
@@ -256,7 +258,8 @@ class PostCallQueue:
 
     def _claim_failed(self, failure: Failure) -> None:
         self._claiming = False
-        log.failure("Post-call STT queue cannot claim jobs", failure)
+        if not self._stopping:
+            log.failure("Post-call STT queue cannot claim jobs", failure)
 
     def _run(self, job: Job) -> None:
         assert self.handler is not None
@@ -308,6 +311,10 @@ class PostCallQueue:
 
         def lost(failure: Failure) -> None:
             self._running.pop(job.id, None)
+            if self._stopping and failure.check(JobQueueError):
+                # Stopped meanwhile: the job is still "running" on disk and
+                # runs again at the next start.
+                return
             log.failure("Post-call STT queue cannot record job {id}", failure, id=job.id)
 
         return self._db_call(update).addCallbacks(done, lost)

@@ -178,6 +178,8 @@ class SttRouter:
         live: bool = True,
     ) -> LegTranscriber:
         """Start transcribing one leg; feed it with ``feed``, end with ``close``."""
+        if not isinstance(sample_rate, int) or sample_rate <= 0:
+            raise AudioError(f"sample rate must be a positive integer, not {sample_rate!r}")
         language = language or self.settings.default_language
         spec = LegSpec(call_id, leg_label, _work_rate(sample_rate), language,
                        participant, live)

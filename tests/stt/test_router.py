@@ -111,6 +111,8 @@ class ResultTests(RouterTestCase):
         self.assertRaises(AudioError, leg.feed, np.zeros(10, dtype=np.int16), RATE, -1)
         self.assertRaises(AudioError, leg.feed, np.zeros(10, dtype=np.int16), 0, 0)
         self.assertRaises(AudioError, leg.feed, [1, 2, 3], RATE, 0)
+        self.assertRaises(AudioError, router.open_leg, "c", "l", sample_rate=0)
+        self.assertRaises(AudioError, router.open_leg, "c", "l", sample_rate=-8000)
 
 
 class FailoverTests(RouterTestCase):
