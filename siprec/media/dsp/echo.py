@@ -19,6 +19,13 @@ over the tail cannot be echo alone, and adaptation stays off for
 ``dtd_hold_ms`` after. A filter that makes the error louder than the
 near leg itself is reset (counted in ``resets``).
 
+A linear filter leaves a residual some 15-20 dB under the echo, still
+loud enough for a VAD to take for the near party. So each block whose
+output is more than ``residual_db`` below the filter's echo estimate is
+marked as residual echo in ``last_echo_mask`` (one bool per sample just
+returned); the pair pipeline keeps those frames out of the near leg's
+speech. When the near party talks the output is far above the estimate.
+
 Input int16 or float (full scale 1.0), both legs at the same rate and the
 same positions; output float32, the near leg with the echo removed,
 sample-aligned with the input and delivered up to a block late.
@@ -27,6 +34,7 @@ sample-aligned with the input and delivered up to a block late.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Tuple
 
 import numpy as np
 
@@ -46,13 +54,15 @@ class EchoConfig:
     ``block_ms``: partition (and processing) block. ``step``: NLMS step
     (0..1]. ``dtd_threshold``: Geigel ratio (0.5 assumes the echo is at
     least 6 dB below the far leg). ``dtd_hold_ms``: adaptation off after
-    double talk is seen. ``enabled`` False: a pass-through."""
+    double talk is seen. ``residual_db``: output this far below the echo
+    estimate marks a block as residual echo. ``enabled`` False: a pass-through."""
 
     tail_ms: float = 200.0
     block_ms: float = 8.0
     step: float = 0.5
     dtd_threshold: float = 0.5
     dtd_hold_ms: float = 60.0
+    residual_db: float = -6.0
     enabled: bool = True
 
     def __post_init__(self) -> None:
@@ -66,6 +76,8 @@ class EchoConfig:
             raise DspError(f"echo dtd_threshold must be > 0, got {self.dtd_threshold!r}")
         if not self.dtd_hold_ms >= 0.0:
             raise DspError(f"echo dtd_hold_ms must be >= 0, got {self.dtd_hold_ms!r}")
+        if not -60.0 <= self.residual_db <= 0.0:
+            raise DspError(f"echo residual_db must be within -60..0, got {self.residual_db!r}")
 
 
 class EchoCanceller:
@@ -87,6 +99,8 @@ class EchoCanceller:
         self._weights = np.zeros((self.partitions, bins), dtype=np.complex128)
         self._hold_blocks = int(np.ceil(config.dtd_hold_ms / 1000.0 * self.rate / self.block))
         self._delta = self.partitions * 2 * self.block * 10 ** (_REGULARISATION_DBFS / 10)
+        self._residual = 10 ** (config.residual_db / 10)
+        self.last_echo_mask = np.zeros(0, dtype=bool)
         self._guard_smoothing = float(np.exp(-self.block / (_GUARD_S * self.rate)))
         self._near_energy = 0.0
         self._error_energy = 0.0
@@ -116,20 +130,24 @@ class EchoCanceller:
         if len(d) != len(x):
             raise DspError(f"near and far spans differ in length ({len(d)} vs {len(x)})")
         if not self.config.enabled:
+            self.last_echo_mask = np.zeros(len(d), dtype=bool)
             return d.astype(np.float32)
         d = np.concatenate([self._near_buf, d]) if len(self._near_buf) else d
         x = np.concatenate([self._far_buf, x]) if len(self._far_buf) else x
         n = len(d) // self.block
         out = np.empty(n * self.block, dtype=np.float64)
+        mask = np.zeros(n, dtype=bool)
         for i in range(n):
             s = slice(i * self.block, (i + 1) * self.block)
-            out[s] = self._block(d[s], x[s])
+            out[s], mask[i] = self._block(d[s], x[s])
         self._near_buf = d[n * self.block :].copy()
         self._far_buf = x[n * self.block :].copy()
+        self.last_echo_mask = np.repeat(mask, self.block)
         return out.astype(np.float32)
 
     def flush(self) -> np.ndarray:
         """The rest of the run (zero-padded to a block, trimmed back)."""
+        self.last_echo_mask = np.zeros(0, dtype=bool)
         if not self.config.enabled:
             return np.zeros(0, dtype=np.float32)
         pending = len(self._near_buf)
@@ -137,10 +155,17 @@ class EchoCanceller:
         if pending:
             pad = np.zeros(self.block - pending, dtype=np.float64)
             out = self.process(pad, pad)[:pending]
+            self.last_echo_mask = self.last_echo_mask[:pending]
         self._reset_run()
         return out
 
-    def _block(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+    def _block(self, near: np.ndarray, far: np.ndarray) -> Tuple[np.ndarray, bool]:
+        """One block: the output and whether it is residual echo."""
+        error, estimate = self._cancel(near, far)
+        residual = float(np.dot(error, error)) < self._residual * float(np.dot(estimate, estimate))
+        return error, residual
+
+    def _cancel(self, near: np.ndarray, far: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         b = self.block
         spectrum = np.fft.rfft(np.concatenate([self._far_prev, far]))
         self._far_prev = far
@@ -159,7 +184,7 @@ class EchoCanceller:
         if self._hold:
             self._hold -= 1
             self.double_talk_blocks += 1
-            return error
+            return error, estimate
 
         a = self._guard_smoothing
         self._near_energy = a * self._near_energy + (1 - a) * float(np.dot(near, near))
@@ -169,7 +194,7 @@ class EchoCanceller:
             self._weights[:] = 0.0
             self._error_energy = self._near_energy
             self.resets += 1
-            return near.copy()
+            return near.copy(), np.zeros(b)
 
         if far_peak > 0.0:
             power = np.sum(self._spectra.real**2 + self._spectra.imag**2, axis=0)
@@ -182,4 +207,4 @@ class EchoCanceller:
             taps[:, b:] = 0.0
             self._weights += self.config.step * np.fft.rfft(taps, axis=1)
             self.adapted_blocks += 1
-        return error
+        return error, estimate

@@ -42,6 +42,9 @@ _LOW_HZ = 200.0
 _HIGH_HZ = 3800.0
 _BANDS = 14
 _FLOOR_ENERGY = 1e-12  # -120 dBFS: digital silence has a floor to compare with
+_SETTLE_MS = 100
+_WARMUP_MS = 500
+_WARMUP_RISE_DB_PER_S = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,17 +130,25 @@ class VoiceActivityDetector:
         frames_per_s = 1000.0 / config.frame_ms
         self._rise = 10 ** (config.rise_db_per_s / frames_per_s / 10)
         self._noise_rise = 10 ** (config.noise_rise_db_per_s / frames_per_s / 10)
+        self._warmup_rise = 10 ** (_WARMUP_RISE_DB_PER_S / frames_per_s / 10)
         self._hangover = int(round(config.hangover_ms / config.frame_ms))
         self._burst = max(1, int(round(config.min_burst_ms / config.frame_ms)))
         self._min_energy = 10 ** (config.min_level_dbfs / 10)
         self._buf = np.zeros(0, dtype=np.float64)
+        self._veto = np.zeros(0, dtype=bool)
         self._history = np.zeros(self._span - self.frame, dtype=np.float64)
         self._smooth: Optional[np.ndarray] = None
         self._noise: Optional[np.ndarray] = None
         self._run = 0
         self._hang = 0
+        # The floor starts at the first frame, which may be quieter than the
+        # noise (a fade-in, a noise reducer settling): for the first half
+        # second it may climb fast whatever the frames look like.
+        self._warmup = int(round(_WARMUP_MS / config.frame_ms))
+        self._settle_total = self._settle = max(1, int(round(_SETTLE_MS / config.frame_ms)))
         self.frames = 0  # decided so far
         self.speech_frames = 0
+        self.vetoed_frames = 0
 
     @property
     def noise_level_dbfs(self) -> Optional[float]:
@@ -147,16 +158,30 @@ class VoiceActivityDetector:
         power = 2.0 * float(np.sum(self._noise * self._counts))  # both halves of the spectrum
         return 10 * np.log10(max(power, _FLOOR_ENERGY))
 
-    def process(self, samples: object) -> np.ndarray:
-        """Decisions (bool) for the frames completed by ``samples``."""
+    def process(self, samples: object, veto: Optional[np.ndarray] = None) -> np.ndarray:
+        """Decisions (bool) for the frames completed by ``samples``.
+
+        ``veto`` (one bool per sample) marks audio known not to be this
+        leg's speech, such as residual echo of the other leg: a frame that
+        is mostly vetoed is non-speech and leaves the noise floor alone.
+        """
         x = as_float(samples, "samples")
+        if veto is None:
+            v = np.zeros(len(x), dtype=bool)
+        else:
+            v = np.asarray(veto, dtype=bool)
+            if v.shape != x.shape:
+                raise DspError(f"veto has {v.shape} entries for {x.shape} samples")
         if len(self._buf):
             x = np.concatenate([self._buf, x])
+            v = np.concatenate([self._veto, v])
         count = len(x) // self.frame
         out = np.zeros(count, dtype=bool)
         for i in range(count):
-            out[i] = self._decide(x[i * self.frame : (i + 1) * self.frame])
+            s = slice(i * self.frame, (i + 1) * self.frame)
+            out[i] = self._decide(x[s], 2 * int(np.count_nonzero(v[s])) > self.frame)
         self._buf = x[count * self.frame :].copy()
+        self._veto = v[count * self.frame :].copy()
         return out
 
     def flush(self) -> np.ndarray:
@@ -164,14 +189,15 @@ class VoiceActivityDetector:
         out = np.zeros(0, dtype=bool)
         if len(self._buf):
             frame = np.concatenate([self._buf, np.zeros(self.frame - len(self._buf))])
-            out = np.array([self._decide(frame)], dtype=bool)
+            out = np.array([self._decide(frame, 2 * int(np.count_nonzero(self._veto)) > self.frame)], dtype=bool)
         self._buf = np.zeros(0, dtype=np.float64)
+        self._veto = np.zeros(0, dtype=bool)
         self._history = np.zeros(self._span - self.frame, dtype=np.float64)
         self._run = 0
         self._hang = 0
         return out
 
-    def _decide(self, frame: np.ndarray) -> bool:
+    def _decide(self, frame: np.ndarray, vetoed: bool = False) -> bool:
         if len(self._history):
             span = np.concatenate([self._history, frame])
             self._history = span[len(span) - len(self._history) :]
@@ -186,13 +212,27 @@ class VoiceActivityDetector:
             self._noise = bands.copy()
         else:
             self._smooth = self._smoothing * self._smooth + (1.0 - self._smoothing) * bands
+        if self._settle:
+            # The first frames set the floor to their average and are never
+            # speech: one odd first frame (a fade-in, a noise reducer's start)
+            # must not become the reference.
+            seen = self._settle_total - self._settle + 1
+            self._noise = self._noise + (bands - self._noise) / seen
+            self._settle -= 1
+            self.frames += 1
+            return False
         # The mean SNR reacts within a frame; the spread is taken from the
         # smoothed bands, where a louder flat noise is flat and formants stand out.
         mean = float(np.mean(np.clip(10 * np.log10(bands / self._noise), 0.0, 30.0)))
         spread = float(np.std(np.clip(10 * np.log10(self._smooth / self._noise), 0.0, 30.0)))
         raw = mean >= self.config.threshold_db and spread >= self.config.spread_db and level >= self._min_energy
-        rise = self._rise if raw else self._noise_rise
-        self._noise = np.minimum(self._noise * rise, self._smooth)
+        if vetoed:
+            raw = False
+            self.vetoed_frames += 1
+        else:
+            rise = self._warmup_rise if self._warmup else self._rise if raw else self._noise_rise
+            self._noise = np.minimum(self._noise * rise, self._smooth)
+            self._warmup = max(0, self._warmup - 1)
         if raw:
             self._run += 1
             if self._run >= self._burst:

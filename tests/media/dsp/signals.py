@@ -97,8 +97,10 @@ def conversation(
     for start, duration in pattern:
         u = utterance(rate, duration, rng, f0) * level
         a = int(rate * start)
-        out[a : a + len(u)] += u
-        segments.append((a, a + len(u)))
+        u = u[: max(0, len(out) - a)]  # a turn running past ``total`` is cut there
+        if len(u):
+            out[a : a + len(u)] += u
+            segments.append((a, a + len(u)))
     return Speech(out, rate, tuple(segments))
 
 
