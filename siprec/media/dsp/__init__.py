@@ -19,6 +19,7 @@ from siprec.media.dsp.pipeline import (
     PairConfig,
     PairOutput,
     PairProcessor,
+    PairStats,
 )
 from siprec.media.dsp.vad import SpeechSegment, VadConfig, VoiceActivityDetector, overlap_samples
 
@@ -39,6 +40,7 @@ __all__ = [
     "PairConfig",
     "PairOutput",
     "PairProcessor",
+    "PairStats",
     "SpeechSegment",
     "StreamResampler",
     "VadConfig",

@@ -31,6 +31,11 @@ __all__ = [
 SAMPLE_RATES = frozenset({8000, 12000, 16000, 24000, 32000, 44100, 48000})
 
 
+#: Float input beyond this (60 dB over full scale) is garbage, not audio:
+#: refused before it can overflow a stage's running estimates.
+MAX_FLOAT = 1000.0
+
+
 class DspError(ValueError):
     """Input or settings an analysis-path stage cannot use."""
 
@@ -71,6 +76,8 @@ def as_float(pcm: object, name: str = "pcm") -> np.ndarray:
         out = pcm.astype(np.float64)
         if not np.all(np.isfinite(out)):
             raise DspError(f"{name} holds non-finite samples (NaN or infinity)")
+        if len(out) and float(np.max(np.abs(out))) > MAX_FLOAT:
+            raise DspError(f"{name} is not float audio at full scale 1.0 (a sample exceeds {MAX_FLOAT:g})")
         return out
     raise DspError(f"{name} must be int16 or float32/float64 samples, not {pcm.dtype}")
 

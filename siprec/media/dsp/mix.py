@@ -320,8 +320,8 @@ class Mixer:
     """
 
     def __init__(self, labels: Sequence[str], config: MixConfig = MixConfig()) -> None:
-        if not labels:
-            raise DspError("a mix needs at least one leg")
+        if not labels or len(set(labels)) != len(labels):
+            raise DspError(f"a mix needs distinct leg labels, got {list(labels)}")
         self.config = config
         self.labels = tuple(labels)
         self.rate: Optional[int] = config.sample_rate
@@ -329,8 +329,6 @@ class Mixer:
         self._aligner: Optional[Aligner] = None
         if self.rate is not None:
             self._start(self.rate)
-        # validates the labels even before the first feed
-        Aligner(self.labels, 1, 0)
 
     def _start(self, rate: int) -> None:
         self.rate = rate

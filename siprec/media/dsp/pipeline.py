@@ -37,17 +37,19 @@ __all__ = [
     "PairConfig",
     "PairOutput",
     "PairProcessor",
+    "PairStats",
 ]
 
 OUTPUTS = ("float32", "int16")
-_NO_LAG_LIMIT_MS = 1e12
 VAD_SOURCES = ("input", "denoised")
+_NO_LAG_LIMIT_MS = 1e12
 
 T = TypeVar("T")
 
 
-def _build(cls: Type[T], data: Any, where: str, nested: Mapping[str, type] = {}) -> T:
+def _build(cls: Type[T], data: Any, where: str, nested: Optional[Mapping[str, type]] = None) -> T:
     """A config dataclass from a mapping: unknown keys and bad values are DspErrors."""
+    nested = nested or {}
     if isinstance(data, cls):
         return data
     if not isinstance(data, Mapping):
@@ -170,6 +172,11 @@ class _LegCore:
     def noise_level_dbfs(self) -> Optional[float]:
         return None if self._vad is None else self._vad.noise_level_dbfs
 
+    def stats(self, overlapped: int) -> LegStats:
+        return LegStats(
+            self.rate, self.processed, self.speech, self.segment_count, self.noise_level_dbfs, overlapped
+        )
+
     def run(self, run: Run, veto: Optional[np.ndarray] = None) -> LegOutput:
         """Process a run; ``veto`` marks its samples that cannot be this leg's speech."""
         outputs = []
@@ -266,15 +273,9 @@ class LegProcessor:
         return _merge(outputs)
 
     def stats(self) -> LegStats:
-        core = self._core
-        return LegStats(
-            core.rate if core else None,
-            core.processed if core else 0,
-            core.speech if core else 0,
-            core.segment_count if core else 0,
-            core.noise_level_dbfs if core else None,
-            self._input.overlapped,
-        )
+        if self._core is None:
+            return LegStats(None, 0, 0, 0, None, 0)
+        return self._core.stats(self._input.overlapped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +340,22 @@ class PairOutput:
     near: LegOutput = LegOutput()
     far: LegOutput = LegOutput()
     mix: Tuple[Chunk, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PairStats:
+    """Running figures of a pair. ``late_samples``: audio dropped because its
+    leg lagged more than ``max_lag_ms``; ``echo_resets``: canceller restarts."""
+
+    sample_rate: Optional[int]
+    legs: Mapping[str, LegStats]
+    overtalk_samples: int
+    late_samples: int
+    echo_resets: int
+
+    @property
+    def overtalk_seconds(self) -> float:
+        return self.overtalk_samples / self.sample_rate if self.sample_rate else 0.0
 
 
 @dataclass
@@ -441,21 +458,16 @@ class PairProcessor:
                 self._aligner.put(label, run.offset, run.samples)
         return self._process(self._aligner.take(final=True), final=True)
 
-    def stats(self) -> Dict[str, Any]:
-        """Per-leg ``LegStats`` and the overtalk between them (samples at the pair's rate)."""
-        legs = {}
-        for label, core in self._cores.items():
-            legs[label] = LegStats(
-                core.rate, core.processed, core.speech, core.segment_count, core.noise_level_dbfs,
-                self._inputs[label].overlapped,
-            )
-        return {
-            "sample_rate": self.rate,
-            "legs": legs,
-            "overtalk_samples": self._overtalk.samples,
-            "late_samples": self._aligner.late if self._aligner else 0,
-            "echo_resets": self._echo.resets if self._echo else 0,
-        }
+    def stats(self) -> PairStats:
+        """Per-leg figures and the overtalk between the legs (samples at the pair's rate)."""
+        legs = {label: core.stats(self._inputs[label].overlapped) for label, core in self._cores.items()}
+        return PairStats(
+            self.rate,
+            legs,
+            self._overtalk.samples,
+            self._aligner.late if self._aligner else 0,
+            self._echo.resets if self._echo else 0,
+        )
 
     def _process(self, blocks: List[Block], final: bool) -> PairOutput:
         near_out: List[LegOutput] = []
@@ -489,7 +501,7 @@ class PairProcessor:
         if self._echo is None:
             return [core.run(Run(block.start, near, block.restart))]
         outputs = []
-        if block.restart:
+        if block.restart or self._echo_start is None:
             outputs.extend(self._near_end())
             self._echo_start, self._echo_out = block.start, 0
         cleaned = self._echo.process(near, block.legs[self.far]).astype(np.float64)

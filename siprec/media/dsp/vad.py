@@ -156,7 +156,7 @@ class VoiceActivityDetector:
         if self._noise is None:
             return None
         power = 2.0 * float(np.sum(self._noise * self._counts))  # both halves of the spectrum
-        return 10 * np.log10(max(power, _FLOOR_ENERGY))
+        return float(10 * np.log10(max(power, _FLOOR_ENERGY)))
 
     def process(self, samples: object, veto: Optional[np.ndarray] = None) -> np.ndarray:
         """Decisions (bool) for the frames completed by ``samples``.

@@ -42,6 +42,7 @@ class ConversionTests(SynchronousTestCase):
             (np.array([0.0, np.nan], dtype=np.float32), "non-finite"),
             (np.array([np.inf], dtype=np.float64), "non-finite"),
             (np.array(["a"]), "int16 or float32"),
+            (np.array([0.5, 1e6], dtype=np.float32), "full scale"),
         ]
         for value, message in cases:
             with self.assertRaises(DspError) as ctx:

@@ -290,7 +290,7 @@ class PairProcessorTests(SynchronousTestCase):
         # The near party's own turn is still found whole.
         self.assertGreater(near_speech_in(cancelled, 6.0, 9.5), 3.4 * 8000)
         # What overtalk is left comes from the first seconds, before the filter has converged.
-        self.assertLess(cancelled_proc.stats()["overtalk_samples"], plain_proc.stats()["overtalk_samples"] / 2)
+        self.assertLess(cancelled_proc.stats().overtalk_samples, plain_proc.stats().overtalk_samples / 2)
 
     def test_echo_energy_removed(self) -> None:
         """In the far party's last turn the near leg's output is at least 15 dB quieter than its input."""
@@ -327,8 +327,8 @@ class PairProcessorTests(SynchronousTestCase):
         near, far, _, _ = pair_call()
         proc = PairProcessor("caller", "callee")
         out = run_pair(proc, interleaved(near, far, 1600))
-        self.assertEqual(proc.stats()["overtalk_samples"], overlap_samples(out.near.segments, out.far.segments))
-        legs = proc.stats()["legs"]
+        self.assertEqual(proc.stats().overtalk_samples, overlap_samples(out.near.segments, out.far.segments))
+        legs = proc.stats().legs
         self.assertEqual(legs["caller"].speech_samples, sum(s.end - s.start for s in out.near.segments))
 
     def test_legs_at_different_rates(self) -> None:
@@ -361,6 +361,18 @@ class PairProcessorTests(SynchronousTestCase):
         done = ahead + sum(len(c.pcm) for c in released.near.chunks)
         self.assertGreater(done, len(near) - 400)
 
+    def test_feeding_after_flush(self) -> None:
+        """A flush (say before a known pause) does not end the pair: later audio is processed too."""
+        near, far, _, _ = pair_call(seconds=4)
+        proc = PairProcessor("caller", "callee")
+        first = run_pair(proc, interleaved(near[:16000], far[:16000], 1600))
+        feeds = [(label, pcm, rate, offset + 16000) for label, pcm, rate, offset in interleaved(near[16000:], far[16000:], 1600)]
+        second = run_pair(proc, feeds)
+        for out in (first, second):
+            self.assertEqual(sum(len(c.pcm) for c in out.near.chunks), 16000)
+            self.assertEqual(sum(len(c.pcm) for c in out.mix), 16000)
+        self.assertEqual(second.near.chunks[0].offset, 16000)
+
     def test_int16_output(self) -> None:
         near, far, _, _ = pair_call(seconds=3)
         out = run_pair(
@@ -382,3 +394,49 @@ class PairProcessorTests(SynchronousTestCase):
         with self.assertRaises(DspError):
             proc.feed("a", np.zeros(10, dtype=np.int16), 12345, 0)
         self.assertEqual(proc.flush(), PairOutput())
+
+
+class HostileInputTests(SynchronousTestCase):
+    """Whatever a caller passes, the pipelines answer with a result or a DspError, never another exception."""
+
+    def _garbage(self) -> list:
+        rng = np.random.default_rng(13)
+        return [
+            np.zeros(0, dtype=np.int16),
+            rng.integers(-32768, 32767, size=7, dtype=np.int16),
+            rng.integers(-32768, 32767, size=(9, 2), dtype=np.int16),
+            np.zeros((4, 0), dtype=np.int16),
+            np.zeros((2, 2, 2), dtype=np.int16),
+            rng.standard_normal(33).astype(np.float32),
+            np.array([np.nan, 0.0], dtype=np.float32),
+            np.array([1e30], dtype=np.float64),
+            np.zeros(5, dtype=np.uint16),
+            np.zeros(5, dtype=np.complex128),
+            np.array(["x"] * 5),
+            b"\x00\x01" * 40,
+            None,
+            [0, 1, 2],
+        ]
+
+    def test_leg_and_pair_take_garbage(self) -> None:
+        rates = [8000, 16000, 0, -1, 11025, 8000.5, "8000", None]
+        offsets = [0, 160, 10**12, -5, 1.5, None, "0"]
+        rng = np.random.default_rng(17)
+        garbage = self._garbage()
+        leg = LegProcessor()
+        pair = PairProcessor("a", "b")
+        for _ in range(400):
+            pcm = garbage[int(rng.integers(len(garbage)))]
+            rate = rates[int(rng.integers(len(rates)))]
+            offset = offsets[int(rng.integers(len(offsets)))]
+            label = ["a", "b", "c"][int(rng.integers(3))]
+            for call in (lambda: leg.feed(pcm, rate, offset), lambda: pair.feed(label, pcm, rate, offset)):
+                try:
+                    call()
+                except DspError:
+                    pass
+        # Still usable afterwards.
+        leg.flush()
+        pair.flush()
+        out = leg.feed(np.zeros(1600, dtype=np.int16), 8000, 10**12 + 10**6)
+        self.assertIsInstance(out, LegOutput)
