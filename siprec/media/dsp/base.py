@@ -100,6 +100,16 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(samples, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int16)
 
 
+def check_numbers(owner: str, settings: object, names: Sequence[str]) -> None:
+    """Each named setting is a finite real number (not a bool, not a string)."""
+    for name in names:
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise DspError(f"{owner} {name} must be a number, got {value!r}")
+        if not np.isfinite(value):
+            raise DspError(f"{owner} {name} must be finite, got {value!r}")
+
+
 def check_offset(offset: object) -> int:
     if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or int(offset) < 0:
         raise DspError(f"offset_samples must be a non-negative integer, got {offset!r}")

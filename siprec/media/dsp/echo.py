@@ -16,8 +16,9 @@ convolution). While the near party talks too (double talk) adaptation
 would learn their voice as echo and diverge, so a Geigel detector stops
 it: a near block louder than ``dtd_threshold`` times the far leg's peak
 over the tail cannot be echo alone, and adaptation stays off for
-``dtd_hold_ms`` after. A filter that makes the error louder than the
-near leg itself is reset (counted in ``resets``).
+``dtd_hold_ms`` after. A filter whose output stays 6 dB louder than
+its input for about half a second has diverged and is reset (counted in
+``resets``).
 
 A linear filter leaves a residual some 15-20 dB under the echo, still
 loud enough for a VAD to take for the near party. So each block whose
@@ -33,12 +34,12 @@ sample-aligned with the input and delivered up to a block late.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Tuple
 
 import numpy as np
 
-from siprec.media.dsp.base import DspError, as_float, check_rate
+from siprec.media.dsp.base import DspError, as_float, check_numbers, check_rate
 
 __all__ = ["EchoCanceller", "EchoConfig"]
 
@@ -66,6 +67,9 @@ class EchoConfig:
     enabled: bool = True
 
     def __post_init__(self) -> None:
+        check_numbers("echo", self, [f.name for f in fields(self) if f.name != "enabled"])
+        if not isinstance(self.enabled, bool):
+            raise DspError(f"echo enabled must be true or false, got {self.enabled!r}")
         if not 4.0 <= self.block_ms <= 32.0:
             raise DspError(f"echo block_ms must be within 4..32, got {self.block_ms!r}")
         if not self.block_ms <= self.tail_ms <= 1000.0:

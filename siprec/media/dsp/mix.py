@@ -25,6 +25,7 @@ from siprec.media.dsp.base import (
     Continuity,
     DspError,
     as_float,
+    check_numbers,
     check_offset,
     check_rate,
     mono,
@@ -301,6 +302,7 @@ class MixConfig:
     gap_fill_ms: float = 1000.0
 
     def __post_init__(self) -> None:
+        check_numbers("mix", self, ("knee", "max_lag_ms", "gap_fill_ms"))
         _check_headroom(self.headroom, self.knee)
         if self.sample_rate is not None:
             check_rate(self.sample_rate)

@@ -23,12 +23,12 @@ a frame late; ``flush`` delivers the rest.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
 import numpy as np
 
-from siprec.media.dsp.base import DspError, as_float, check_rate
+from siprec.media.dsp.base import DspError, as_float, check_numbers, check_rate
 
 __all__ = ["NoiseConfig", "NoiseReducer", "frame_size"]
 
@@ -52,6 +52,7 @@ class NoiseConfig:
     dd: float = 0.98
 
     def __post_init__(self) -> None:
+        check_numbers("noise", self, [f.name for f in fields(self)])
         if not 8.0 <= self.frame_ms <= 64.0:
             raise DspError(f"noise frame_ms must be within 8..64, got {self.frame_ms!r}")
         if not 0.0 <= self.max_attenuation_db <= 40.0:

@@ -317,6 +317,8 @@ class PairConfig:
             raise DspError("mix must be a MixConfig without a sample_rate, or None")
         if self.output not in OUTPUTS:
             raise DspError(f"output must be one of {list(OUTPUTS)}, got {self.output!r}")
+        if not isinstance(self.echo_gate, bool):
+            raise DspError(f"echo_gate must be true or false, got {self.echo_gate!r}")
         for name in ("max_lag_ms", "gap_fill_ms"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0:

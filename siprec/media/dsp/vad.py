@@ -10,7 +10,11 @@ speech when its mean band SNR (each band clipped to 0..30 dB) passes the
 threshold, its SNR is uneven enough across bands to have speech's spectral
 shape (formants, not a louder flat noise), and it is above an absolute
 level; a hangover keeps the decision up through the short dips between
-syllables, but only after a burst long enough to be speech.
+syllables, but only after a burst long enough to be speech. The first
+100 ms only set the floor (their average), and for half a second after
+that it may climb fast, so an odd start (a fade-in, a noise reducer
+settling) does not read as speech. Frames the caller vetoes (residual
+echo of the other leg) are non-speech and leave the floor alone.
 
 This is the analysis path's VAD; utterance segmentation for STT lives in
 ``siprec.stt.vad``. Input int16 or float (full scale 1.0); decisions are
@@ -19,12 +23,12 @@ one bool per frame, frames counted from the first sample fed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import List, Optional, Sequence
 
 import numpy as np
 
-from siprec.media.dsp.base import DspError, as_float, check_rate
+from siprec.media.dsp.base import DspError, as_float, check_numbers, check_rate
 
 __all__ = [
     "FRAME_MS",
@@ -69,13 +73,12 @@ class VadConfig:
     noise_rise_db_per_s: float = 20.0
 
     def __post_init__(self) -> None:
+        check_numbers("VAD", self, [f.name for f in fields(self)])
         if self.frame_ms not in FRAME_MS:
             raise DspError(f"VAD frame_ms must be one of {FRAME_MS}, got {self.frame_ms!r}")
         for name in ("hangover_ms", "min_burst_ms", "rise_db_per_s", "noise_rise_db_per_s", "spread_db"):
             if not getattr(self, name) >= 0:
                 raise DspError(f"VAD {name} must be >= 0, got {getattr(self, name)!r}")
-        if not np.isfinite(self.threshold_db) or not np.isfinite(self.min_level_dbfs):
-            raise DspError("VAD threshold_db and min_level_dbfs must be finite")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +144,8 @@ class VoiceActivityDetector:
         self._noise: Optional[np.ndarray] = None
         self._run = 0
         self._hang = 0
-        # The floor starts at the first frame, which may be quieter than the
-        # noise (a fade-in, a noise reducer settling): for the first half
-        # second it may climb fast whatever the frames look like.
+        # The first frames set the floor; for half a second after them it
+        # may climb fast (the start may have been quieter than the noise).
         self._warmup = int(round(_WARMUP_MS / config.frame_ms))
         self._settle_total = self._settle = max(1, int(round(_SETTLE_MS / config.frame_ms)))
         self.frames = 0  # decided so far
@@ -169,7 +171,10 @@ class VoiceActivityDetector:
         if veto is None:
             v = np.zeros(len(x), dtype=bool)
         else:
-            v = np.asarray(veto, dtype=bool)
+            try:
+                v = np.asarray(veto, dtype=bool)
+            except (TypeError, ValueError) as e:
+                raise DspError(f"veto must be booleans, one per sample ({e})") from e
             if v.shape != x.shape:
                 raise DspError(f"veto has {v.shape} entries for {x.shape} samples")
         if len(self._buf):

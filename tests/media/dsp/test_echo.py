@@ -139,6 +139,36 @@ class DoubleTalkTests(SynchronousTestCase):
         self.assertLess(erle_after, 6.0)
 
 
+class ResidualMaskTests(SynchronousTestCase):
+    def test_mask_marks_residual_not_the_near_party(self) -> None:
+        """After convergence a far-only turn is marked as residual echo; the near party's turn is not."""
+        rate = 8000
+        far = S.conversation(rate, [(0.2, 3.0), (3.5, 2.0), (10.5, 3.0)], seed=4, total=14, f0=180).samples
+        echo = np.convolve(far, S.echo_path(rate, 60, 10))[: len(far)]
+        talk = S.conversation(rate, [(6.0, 3.5)], seed=8, total=14, f0=110, level=0.3).samples
+        noise = S.white(rate, len(far), seed=11) * 10 ** (-55 / 20)
+        ec = EchoCanceller(rate)
+        masks = []
+        for i in range(0, len(far), 1000):
+            ec.process(echo[i : i + 1000] + talk[i : i + 1000] + noise[i : i + 1000], far[i : i + 1000])
+            masks.append(ec.last_echo_mask)
+        ec.flush()
+        masks.append(ec.last_echo_mask)
+        mask = np.concatenate(masks)
+        self.assertEqual(len(mask), len(far))
+        self.assertGreater(mask[int(10.8 * rate) : int(13.3 * rate)].mean(), 0.85)
+        self.assertLess(mask[int(6.2 * rate) : int(9.3 * rate)].mean(), 0.02)
+
+    def test_mask_follows_each_call(self) -> None:
+        ec = EchoCanceller(8000)
+        ec.process(np.zeros(100), np.zeros(100))
+        self.assertEqual(len(ec.last_echo_mask), 64)
+        self.assertEqual(len(ec.flush()), 36)
+        self.assertEqual(len(ec.last_echo_mask), 36)
+        with self.assertRaises(DspError):
+            EchoConfig(residual_db=3.0)
+
+
 class StreamingTests(SynchronousTestCase):
     def test_chunking_does_not_change_output(self) -> None:
         rate = 16000

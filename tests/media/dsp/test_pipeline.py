@@ -234,6 +234,12 @@ class ConfigTests(SynchronousTestCase):
             (PairConfig.from_dict, {"echo": {"step": 2.0}}, "step"),
             (PairConfig.from_dict, {"max_lag_ms": 0}, "max_lag_ms"),
             (PairConfig.from_dict, {"near": "x"}, "near"),
+            (PairConfig.from_dict, {"echo_gate": "yes"}, "echo_gate"),
+            (PairConfig.from_dict, {"echo": {"enabled": 1}}, "enabled"),
+            (LegConfig.from_dict, {"vad": {"threshold_db": "3"}}, "threshold_db"),
+            (LegConfig.from_dict, {"noise": {"dd": None}}, "dd"),
+            (LegConfig.from_dict, {"noise": {"frame_ms": float("nan")}}, "frame_ms"),
+            (PairConfig.from_dict, {"mix": {"knee": True}}, "knee"),
         ]
         for build, data, message in cases:
             with self.assertRaises(DspError) as ctx:
