@@ -699,6 +699,8 @@ SETTINGS: tuple[Setting, ...] = tuple(
     )
     + _section(
         "Speech-to-text",
+        ("STT_ENABLED", Boolean(), "true",
+         "Transcribe every leg live (false: record only, no speech engine is loaded)."),
         ("DEFAULT_SPEECH_VENDOR", Choice(STT_VENDORS), "offline",
          "Speech-to-text provider used unless a call selects another; offline "
          "is the embedded engine (the Go server defaults to google)."),
@@ -800,7 +802,6 @@ SETTINGS: tuple[Setting, ...] = tuple(
         ("WHISPER_MODEL", Text(), "base", "Model name given to the whisper CLI or server."),
         ("WHISPER_TIMEOUT", Duration(), "120s",
          "Longest one whisper CLI run may take."),
-        implemented=False,
     )
     + _section(
         "Security and compliance",

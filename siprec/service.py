@@ -174,6 +174,7 @@ class SiprecService(service.MultiService):
         self.stream_factories: Dict[str, SipStreamFactory] = {}
         self._build_sip_listeners()
         self._build_realtime()
+        self._build_transcription()
         self._build_http()
         self.metrics.add_live_source(self._live_figures)
         self.health.add_check("sip", self._sip_check)
@@ -219,6 +220,33 @@ class SiprecService(service.MultiService):
         self.manager.events = CallEventPublisher(self.realtime.bus, self.reactor)
         self.metrics.registry.register(self.realtime.collector)
 
+    def _build_transcription(self) -> None:
+        """Live transcription of every leg (STT_ENABLED): router, engines, post-call queue."""
+        self.transcription = None
+        self.stt_pool = None
+        if not self.config.stt_enabled:
+            return
+        from siprec.stt.metrics import SttCollector
+        from siprec.stt.service import TranscriptionService
+        self.stt_pool = ThreadPool(minthreads=1, maxthreads=self.config.stt_threads,
+                                   name="siprec-stt")
+        self.transcription = TranscriptionService(self.config, self.reactor, self.stt_pool,
+                                                  self.manager.transcript_result)
+        self.manager.transcription = self.transcription
+        self.metrics.registry.register(SttCollector(self.transcription.status))
+        self.health.add_check("stt", self._stt_check)
+
+    def _stt_check(self):
+        """Reported, never failing: a broken speech engine must not take recording offline."""
+        status = self.transcription.status()
+        open_breakers = [name for name, p in (status.get("providers") or {}).items()
+                         if (p.get("breaker") or {}).get("state") == "open"]
+        if not self.transcription.ready():
+            return True, "transcription unavailable (recording unaffected)"
+        if open_breakers:
+            return True, f"degraded: breaker open for {', '.join(sorted(open_breakers))}"
+        return True, "ok"
+
     def _build_http(self) -> None:
         self.api = SiprecApi(self.manager, self.metrics, self.health, self.reactor, auth=self.auth)
         self.site = make_site(self.api, mounts=self.realtime.resources)
@@ -232,6 +260,9 @@ class SiprecService(service.MultiService):
     def startService(self):
         for part in self.realtime.services:
             part.startService()
+        if self.transcription is not None:
+            self.stt_pool.start()
+            self.transcription.startService()
         if self.install_logging:
             install_log_filter(self.config.log_level, self.config.log_format)
         ensure_recording_dir(self.config)
@@ -272,6 +303,9 @@ class SiprecService(service.MultiService):
         self.manager.stop()
         yield defer.maybeDeferred(super().stopService)
         self.core.close()
+        if self.transcription is not None:
+            yield defer.maybeDeferred(self.transcription.stopService)
+            self.stt_pool.stop()
         # after the drain, so call.ended and the last transcripts still go out
         for part in reversed(self.realtime.services):
             yield defer.maybeDeferred(part.stopService)

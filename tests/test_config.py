@@ -158,7 +158,8 @@ class TableTests(Helpers, SynchronousTestCase):
     def test_implemented_scope(self) -> None:
         """Only the features built in this version are marked implemented."""
         implemented_sections = {"SIP", "SIP over TLS", "Network and NAT", "RTP",
-                                "Recording", "HTTP", "Logging", "Operations", "Messaging"}
+                                "Recording", "HTTP", "Logging", "Operations", "Messaging",
+                                "Speech-to-text"}
         for setting in SETTINGS:
             if setting.section not in implemented_sections:
                 self.assertFalse(setting.implemented, setting.name)
@@ -868,8 +869,7 @@ class UnimplementedTests(SynchronousTestCase):
         config = load({"S3_ENABLED": "true", "DEEPGRAM_API_KEY": "k",
                        "ENABLE_SRTP": "1", "DEFAULT_SPEECH_VENDOR": "google",
                        "MYSQL_HOST": "db"})
-        self.assertEqual(config.unimplemented_enabled(), (
-            "DEFAULT_SPEECH_VENDOR", "DEEPGRAM_API_KEY", "S3_ENABLED", "MYSQL_HOST"))
+        self.assertEqual(config.unimplemented_enabled(), ("S3_ENABLED", "MYSQL_HOST"))
 
     def test_not_turned_on(self) -> None:
         """Turning off, restating a default, or implemented settings are not listed."""

@@ -119,6 +119,13 @@ class SiprecApi(ControlRoutes, OpenApiRoutes):
         return write_json(request, 200, {"sessions": items, "total": len(sessions),
                                          "limit": page.limit, "offset": page.offset})
 
+    @endpoint("/api/sessions/<path:session_id>/transcript", "GET", access=Access.READ,
+              tag="Sessions", summary="The call's transcript so far (during and after the call)",
+              response_schema="Transcript", responses={404: "no such session",
+                                                       **_AUTH_RESPONSES})
+    def get_transcript(self, request: IRequest, session_id: str) -> bytes:
+        return write_json(request, 200, self._find(session_id).transcript_view())
+
     @endpoint("/api/sessions/<path:session_id>", "GET", access=Access.READ, tag="Sessions",
               summary="One session (by session id or Call-ID) with its call record",
               response_schema="SessionDetail", responses={404: "no such session",

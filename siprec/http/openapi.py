@@ -65,6 +65,16 @@ SCHEMAS: Dict[str, Any] = {
                            "files": {"type": "object"}, "tolerances": {"type": "array"},
                            "warnings": {"type": "array"}}}],
     },
+    "Transcript": {
+        "type": "object", "required": ["id", "call_id", "state", "segments", "partials"],
+        "properties": {
+            "id": {"type": "string"}, "call_id": {"type": "string"}, "state": {"type": "string"},
+            "segments": {"type": "array", "items": {"type": "object"},
+                         "description": "Final results in call-timeline order"},
+            "partials": {"type": "array", "items": {"type": "object"},
+                         "description": "The open utterance of each leg, if any"},
+            "legs": {"type": "object", "description": "Per-leg transcription state"}},
+    },
     "SessionList": {
         "type": "object", "required": ["sessions", "total", "limit", "offset"],
         "properties": {"sessions": {"type": "array",

@@ -61,6 +61,7 @@ class RecordingManager:
         self._run_blocking = run_blocking
         self.signalling = None  # the SipCore, to send BYE
         self.events = None  # publishes call events (siprec.realtime), when wired
+        self.transcription = None  # siprec.stt TranscriptionService, when STT_ENABLED
         self.active: "OrderedDict[str, RecordingSession]" = OrderedDict()
         self.recent: "OrderedDict[str, RecordingSession]" = OrderedDict()
         self._setting_up: Dict[str, RecordingSession] = {}
@@ -160,6 +161,22 @@ class RecordingManager:
                 self.metrics.call_ended(session.end_reason or "unknown")
             if self.events is not None:
                 self.events.call_ended(session)
+
+    # -- transcription -------------------------------------------------------------
+    def transcript_result(self, result) -> None:
+        """The STT sink: route a result to its session (live ones first)."""
+        session = None
+        for table in (self.active, self.recent):
+            for candidate in reversed(table.values()):
+                if candidate.call_id == result.call_id:
+                    session = candidate
+                    break
+            if session is not None:
+                break
+        if session is None:
+            log.info("Transcript for unknown call {call_id} dropped", call_id=result.call_id)
+            return
+        session.transcript_received(result)
 
     # -- events ---------------------------------------------------------------------
     def publish_dtmf(self, session: RecordingSession, record: dict) -> None:

@@ -79,12 +79,12 @@ class CallEventPublisher:
     def transcript(self, session, result) -> None:
         build = events.transcript_final if result.is_final else events.transcript_partial
         kwargs = dict(leg=result.leg, text=result.text, start=result.start, end=result.end,
-                      segment_id=result.segment_id, participant=result.participant,
+                      segment_id=result.segment_id,
+                      participant=result.participant,
                       confidence=result.confidence, language=result.language,
                       provider=result.provider)
         if result.is_final:
-            kwargs["words"] = [w if isinstance(w, Mapping) else w._asdict() if hasattr(w, "_asdict")
-                               else dict(vars(w)) for w in (result.words or ())]
+            kwargs["words"] = result.as_dict().get("words") or []
         self._publish(build, session, **kwargs)
 
     def quality(self, sessions) -> None:

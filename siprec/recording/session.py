@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
+import numpy as np
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 
@@ -50,6 +51,7 @@ _DIGEST = 12
 _RESERVED_FILE_KEYS = frozenset({"combined", "metadata", "record"})
 # A hostile SRC must not grow these lists without bound.
 _MAX_NOTES = 200
+_MAX_SEGMENTS = 100_000
 
 
 def safe_filename(text: str, limit: int = 120) -> str:
@@ -101,6 +103,7 @@ class StreamSlot:
     formats: Tuple[PayloadFormat, ...] = ()  # what the media stream was opened for
     srtp_offered: Tuple[str, ...] = ()  # the SRC's a=crypto lines when the keys were chosen
     srtp_answer: Optional[str] = None  # our a=crypto value (SDES, RFC 4568)
+    transcriber: object = None  # the STT LegTranscriber fed by this stream
 
     @property
     def codec(self) -> Optional[str]:
@@ -147,6 +150,8 @@ class RecordingSession:
         self._lines: Dict[str, StreamSlot] = {}  # m-line identity -> its latest slot
         self._srtp: Dict[int, tuple] = {}  # m-line index -> (keys, our a=crypto) for this offer
         self.dtmf: List[dict] = []
+        self.transcript: List[dict] = []  # final results, in arrival order
+        self.partials: Dict[str, dict] = {}  # leg -> its open utterance
         self.stopped_announced: set = set()  # stream keys whose stream.stopped went out mid-call
         self._used_paths: Set[str] = set()
         self._used_keys: Set[str] = set()
@@ -459,6 +464,7 @@ class RecordingSession:
         self.slots[slot.key] = slot
         self._lines[slot.line] = slot
         self.files[slot.key] = slot.wav_path
+        self._start_transcription(slot)
         if self.state == "active":
             self._emit("stream_started", self._stream_dict(slot))
 
@@ -641,6 +647,7 @@ class RecordingSession:
         self.ended_at = self.clock.seconds()
         try:
             if was_active:
+                self.write_transcript()
                 self.write_record()
                 log.info("Call {call_id} ended ({reason}); files: {files}", call_id=self.call_id,
                          reason=self.end_reason, files=sorted(self.files.values()))
@@ -658,6 +665,7 @@ class RecordingSession:
     def _close_slot(self, slot: StreamSlot, reason: str = "removed") -> Deferred:
         slot.closed = True
         announce = self.state == "active"
+        transcriber, slot.transcriber = slot.transcriber, None
         if slot.paused_by_sdp or slot.held:
             self._pause_ended(slot)
         media = slot.media
@@ -674,6 +682,15 @@ class RecordingSession:
             return slot.final_stats
 
         d.addCallbacks(keep, failed)
+        if transcriber is not None:
+            # after the last audio was flushed to it: the final results come out first
+            def close_transcriber(stats):
+                done = maybeDeferred(transcriber.close)
+                done.addErrback(lambda f: log.failure("Call {call_id}: closing transcription of "
+                                                      "{label} failed", f, call_id=self.call_id,
+                                                      label=slot.label))
+                return done.addCallback(lambda _: stats)
+            d.addCallback(close_transcriber)
         if announce:
             def stopped(stats):
                 self.stopped_announced.add(slot.key)
@@ -681,6 +698,68 @@ class RecordingSession:
                 return stats
             d.addCallback(stopped)
         return d
+
+    # -- transcription -----------------------------------------------------------
+    def _start_transcription(self, slot: StreamSlot) -> None:
+        """Feed this stream's decoded audio to a live transcriber (STT_ENABLED)."""
+        stt = self.manager.transcription
+        if stt is None or slot.media is None or not hasattr(slot.media, "audio_sink"):
+            return
+        stats = _stats_of(slot.media)
+        rate = stats.get("sample_rate") or 8000
+        participant = _participant_brief(self.metadata.participant_for_label(slot.label))
+        try:
+            leg = stt.router.open_leg(self.call_id, slot.label, participant=participant,
+                                      language=None, sample_rate=rate)
+        except Exception:
+            log.failure("Call {call_id}: could not start transcription of {label}; recording "
+                        "continues", call_id=self.call_id, label=slot.label)
+            return
+        slot.transcriber = leg
+
+        def sink(label, pcm, sample_rate, offset):
+            if self.transcription_paused or self.recording_paused or slot.paused_by_sdp:
+                return
+            if pcm.ndim > 1:  # a stereo leg is transcribed as its mono mix
+                pcm = pcm.astype(np.int32).mean(axis=1).astype(np.int16)
+            leg.feed(pcm, sample_rate, offset)
+
+        slot.media.audio_sink = sink
+
+    def transcript_received(self, result) -> None:
+        """A live (or post-call) result from the STT router for one of our legs."""
+        data = result.as_dict()
+        data["segment_id"] = result.segment_id
+        if result.is_final:
+            self.partials.pop(result.leg, None)
+            if len(self.transcript) < _MAX_SEGMENTS:
+                self.transcript.append(data)
+        else:
+            self.partials[result.leg] = data
+        self._emit("transcript", result)
+        if result.is_final and self.state == "ended":
+            self.write_transcript()  # post-call result after the files were written
+
+    def transcript_view(self) -> dict:
+        segments = sorted(self.transcript, key=lambda d: (d.get("start") or 0.0, d.get("leg") or ""))
+        legs = {}
+        for slot in self.slots.values():
+            leg = slot.transcriber
+            legs[slot.label] = leg.status() if leg is not None and hasattr(leg, "status") else (
+                {"state": "closed"} if slot.closed else {"state": "off"})
+        return {"id": self.id, "call_id": self.call_id, "state": self.state,
+                "segments": segments, "partials": list(self.partials.values()), "legs": legs}
+
+    def write_transcript(self) -> None:
+        """``<Call-ID>.transcript.json`` next to the recordings, once there is text."""
+        if not self.transcript:
+            return
+        path = self.base_path + ".transcript.json"
+        view = self.transcript_view()
+        view.pop("partials", None)
+        view["schema"] = "siprec.transcript/1"
+        self.manager.write_file(path, json.dumps(view, indent=2, default=str).encode())
+        self.files["transcript"] = path
 
     def _stream_dict(self, slot: StreamSlot) -> dict:
         return next((s for s in self._stream_dicts() if s["key"] == slot.key), {"label": slot.label})

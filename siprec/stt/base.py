@@ -150,6 +150,11 @@ class TranscriptResult:
     words: tuple[Word, ...] = field(default=())
     post_call: bool = False
 
+    @property
+    def segment_id(self) -> str:
+        """Shared by the partials and the final of one utterance: leg and start in ms."""
+        return f"{self.leg}@{int(round(self.start * 1000))}"
+
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (for events, the API and the job database)."""
         return {

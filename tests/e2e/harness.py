@@ -59,6 +59,7 @@ def start_server(testcase, tls: bool = False, **env) -> SiprecService:
         "RTP_PORT_MAX": str(rtp_max),
         "EXTERNAL_IP": "127.0.0.1",
         "SHUTDOWN_TIMEOUT": "5s",
+        "STT_ENABLED": "false",  # tests of transcription turn it on
     }
     if tls:
         environ.update({"ENABLE_TLS": "true", "TLS_PORT": str(free_port()),
