@@ -10,9 +10,9 @@ The filter is a partitioned-block frequency-domain NLMS (overlap-save):
 the tail (``tail_ms``, delay plus impulse response) is cut into
 partitions of one block each, so an echo path of 200 ms costs a few FFTs
 per block rather than thousands of taps per sample. Each bin's step is
-normalised by the far leg's power in that bin over the tail, and the
-gradient is constrained to the first half of the window (a true linear
-convolution). While the near party talks too (double talk) adaptation
+normalised by the far leg's power in that bin over the tail, and one
+partition per block, in turn, is constrained to the first half of its
+window (so the filter stays a linear convolution). While the near party talks too (double talk) adaptation
 would learn their voice as echo and diverge, so a Geigel detector stops
 it: a near block louder than ``dtd_threshold`` times the far leg's peak
 over the tail cannot be echo alone, and adaptation stays off for
@@ -112,6 +112,7 @@ class EchoCanceller:
         self.adapted_blocks = 0
         self.double_talk_blocks = 0
         self.resets = 0
+        self._constrain_next = 0
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -175,7 +176,7 @@ class EchoCanceller:
         self._far_prev = far
         self._spectra[1:] = self._spectra[:-1]
         self._spectra[0] = spectrum
-        estimate = np.fft.irfft(np.sum(self._weights * self._spectra, axis=0), 2 * b)[b:]
+        estimate = np.fft.irfft(np.einsum("ij,ij->j", self._weights, self._spectra), 2 * b)[b:]
         error = near - estimate
         self.blocks += 1
 
@@ -206,9 +207,14 @@ class EchoCanceller:
             # Bins the far leg hardly excites (between a voice's harmonics)
             # would take huge steps on leakage alone: floor their normaliser.
             norm = power + self._delta + _SPECTRAL_FLOOR * float(np.mean(power))
-            gradient = np.conj(self._spectra) * (err_spec / norm)
-            taps = np.fft.irfft(gradient, 2 * b, axis=1)
-            taps[:, b:] = 0.0
-            self._weights += self.config.step * np.fft.rfft(taps, axis=1)
+            self._weights += (self.config.step * np.conj(self._spectra)) * (err_spec / norm)
+            # The update leaks into each partition's second half (a circular
+            # convolution); zeroing it in one partition per block, in turn,
+            # keeps the filter linear at 1/partitions of the FFT cost.
+            p = self._constrain_next
+            self._constrain_next = (p + 1) % self.partitions
+            taps = np.fft.irfft(self._weights[p], 2 * b)
+            taps[b:] = 0.0
+            self._weights[p] = np.fft.rfft(taps)
             self.adapted_blocks += 1
         return error, estimate

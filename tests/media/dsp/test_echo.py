@@ -3,14 +3,15 @@
 Measured ERLE (echo power over residual power, seconds 6-12 of a 12 s
 speech-like far leg; near-end noise at -65 dBFS left out of both):
 
-    8 kHz:  10 ms / 6 dB: 21.3 dB   60 ms / 10 dB: 21.7 dB   120 ms / 20 dB: 19.4 dB
-    16 kHz: 10 ms / 6 dB: 18.9 dB   60 ms / 10 dB: 17.4 dB   120 ms / 20 dB: 17.1 dB
-    48 kHz: 10 ms / 6 dB: 21.5 dB   60 ms / 10 dB: 17.1 dB   120 ms / 20 dB: 18.4 dB
+    8 kHz:  10 ms / 6 dB: 22.5 dB   60 ms / 10 dB: 21.7 dB   120 ms / 20 dB: 20.6 dB
+    16 kHz: 10 ms / 6 dB: 20.3 dB   60 ms / 10 dB: 18.1 dB   120 ms / 20 dB: 18.9 dB
+    48 kHz: 10 ms / 6 dB: 21.9 dB   60 ms / 10 dB: 18.8 dB   120 ms / 20 dB: 18.7 dB
 
 With a white-noise far leg the filter converges deeper and faster (about
-10 dB per second: 31 dB ERLE in the fourth second). Double talk (the near party as loud as the far one, 3.5 s): with the
-detector the misalignment stays near -11 dB and ERLE afterwards is 17 dB;
-without it the filter drifts to about -3 dB and ERLE afterwards is ~0 dB.
+10 dB per second). Double talk (the near party as loud as the far one,
+3.5 s): with the detector the misalignment stays near -11 dB and ERLE
+afterwards is 17 dB; without it the filter drifts to about -3 dB and ERLE
+afterwards is about 0 dB.
 """
 
 from __future__ import annotations
