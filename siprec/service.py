@@ -152,6 +152,7 @@ class SiprecService(service.MultiService):
                 accept_savp=config.enable_srtp,
                 warning_agent=_warn_agent(self.address),
                 opus_sample_rate=int(config.opus_sample_rate),
+                audio_analysis=config.audio_analysis_enabled,
             ),
             metrics=self.metrics,
             threadpool=self.threadpool,

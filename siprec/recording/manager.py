@@ -37,6 +37,7 @@ class ManagerSettings:
     warning_agent: str = "siprec"
     keep_ended: int = 200  # ended sessions kept for the API
     opus_sample_rate: int = 48000
+    audio_analysis: bool = False
 
 
 class RecordingManager:
@@ -161,6 +162,9 @@ class RecordingManager:
                 self.metrics.call_ended(session.end_reason or "unknown")
             if self.events is not None:
                 self.events.call_ended(session)
+                analysis = session.analysis_view()
+                if analysis is not None:
+                    self.events.analytics(session, analysis)
 
     # -- transcription -------------------------------------------------------------
     def transcript_result(self, result) -> None:

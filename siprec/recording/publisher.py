@@ -87,6 +87,10 @@ class CallEventPublisher:
             kwargs["words"] = result.as_dict().get("words") or []
         self._publish(build, session, **kwargs)
 
+    def analytics(self, session, analysis: Mapping[str, Any]) -> None:
+        """Talk analysis of a finished call (AUDIO_ANALYSIS_ENABLED), on /ws/analytics."""
+        self._publish(events.analytics_snapshot, session, extra={"talk": dict(analysis)})
+
     def quality(self, sessions) -> None:
         """Periodic snapshots (every ``quality_interval`` s) of every receiving leg."""
         now = self.clock.seconds()

@@ -104,6 +104,8 @@ class StreamSlot:
     srtp_offered: Tuple[str, ...] = ()  # the SRC's a=crypto lines when the keys were chosen
     srtp_answer: Optional[str] = None  # our a=crypto value (SDES, RFC 4568)
     transcriber: object = None  # the STT LegTranscriber fed by this stream
+    analyzer: object = None  # dsp LegProcessor (AUDIO_ANALYSIS_ENABLED)
+    speech_segments: list = field(default_factory=list)  # what the analyzer's VAD found
 
     @property
     def codec(self) -> Optional[str]:
@@ -666,6 +668,12 @@ class RecordingSession:
         slot.closed = True
         announce = self.state == "active"
         transcriber, slot.transcriber = slot.transcriber, None
+        if slot.analyzer is not None:
+            try:
+                self._analyse(slot, slot.analyzer.flush())
+            except Exception:
+                log.failure("Call {call_id}: audio analysis of {label} failed at the end",
+                            call_id=self.call_id, label=slot.label)
         if slot.paused_by_sdp or slot.held:
             self._pause_ended(slot)
         media = slot.media
@@ -701,30 +709,65 @@ class RecordingSession:
 
     # -- transcription -----------------------------------------------------------
     def _start_transcription(self, slot: StreamSlot) -> None:
-        """Feed this stream's decoded audio to a live transcriber (STT_ENABLED)."""
+        """Hand this stream's decoded audio to the analysis path (never the archive):
+        live transcription (STT_ENABLED) and talk analysis (AUDIO_ANALYSIS_ENABLED)."""
+        if slot.media is None or not hasattr(slot.media, "audio_sink"):
+            return
+        rate = _stats_of(slot.media).get("sample_rate") or 8000
         stt = self.manager.transcription
-        if stt is None or slot.media is None or not hasattr(slot.media, "audio_sink"):
-            return
-        stats = _stats_of(slot.media)
-        rate = stats.get("sample_rate") or 8000
-        participant = _participant_brief(self.metadata.participant_for_label(slot.label))
-        try:
-            leg = stt.router.open_leg(self.call_id, slot.label, participant=participant,
-                                      language=None, sample_rate=rate)
-        except Exception:
-            log.failure("Call {call_id}: could not start transcription of {label}; recording "
-                        "continues", call_id=self.call_id, label=slot.label)
-            return
+        leg = None
+        if stt is not None:
+            participant = _participant_brief(self.metadata.participant_for_label(slot.label))
+            try:
+                leg = stt.router.open_leg(self.call_id, slot.label, participant=participant,
+                                          language=None, sample_rate=rate)
+            except Exception:
+                log.failure("Call {call_id}: could not start transcription of {label}; "
+                            "recording continues", call_id=self.call_id, label=slot.label)
         slot.transcriber = leg
+        if self.manager.settings.audio_analysis:
+            from siprec.media.dsp.pipeline import LegConfig, LegProcessor
+            slot.analyzer = LegProcessor(LegConfig(), name=slot.label)
+        if leg is None and slot.analyzer is None:
+            return
 
         def sink(label, pcm, sample_rate, offset):
-            if self.transcription_paused or self.recording_paused or slot.paused_by_sdp:
+            if self.recording_paused or slot.paused_by_sdp:
                 return
-            if pcm.ndim > 1:  # a stereo leg is transcribed as its mono mix
+            if pcm.ndim > 1:  # a stereo leg is analysed and transcribed as its mono mix
                 pcm = pcm.astype(np.int32).mean(axis=1).astype(np.int16)
-            leg.feed(pcm, sample_rate, offset)
+            if slot.analyzer is not None:
+                self._analyse(slot, slot.analyzer.feed(pcm, sample_rate, offset))
+            if leg is not None and not self.transcription_paused:
+                leg.feed(pcm, sample_rate, offset)
 
         slot.media.audio_sink = sink
+
+    def _analyse(self, slot: StreamSlot, output) -> None:
+        slot.speech_segments.extend(output.segments)
+
+    def analysis_view(self) -> Optional[dict]:
+        """Talk figures per leg and the overtalk of the first two legs (VAD on the
+        noise-reduced analysis copy; AUDIO_ANALYSIS_ENABLED)."""
+        legs = [s for s in self._channel_slots() if s.analyzer is not None]
+        if not legs:
+            return None
+        out: dict = {"legs": {}}
+        for slot in legs:
+            stats = slot.analyzer.stats()
+            out["legs"][slot.label] = {
+                "talk_seconds": round(stats.talk_seconds, 3),
+                "silence_ratio": round(stats.silence_ratio, 4),
+                "noise_level_dbfs": None if stats.noise_level_dbfs is None
+                else round(stats.noise_level_dbfs, 1),
+                "speech_segments": stats.segments,
+            }
+        if len(legs) >= 2:
+            from siprec.media.dsp.vad import overlap_samples
+            a, b = legs[0].speech_segments, legs[1].speech_segments
+            if a and b and a[0].sample_rate == b[0].sample_rate:
+                out["overtalk_seconds"] = round(overlap_samples(a, b) / a[0].sample_rate, 3)
+        return out
 
     def transcript_received(self, result) -> None:
         """A live (or post-call) result from the STT router for one of our legs."""
@@ -888,6 +931,7 @@ class RecordingSession:
             "pauses": [{**p, "start": iso(p["start"]), "end": iso(p["end"])} for p in self.pauses],
             "files": dict(self.files),
             "dtmf": list(self.dtmf),
+            "analysis": self.analysis_view(),
             "tolerances": list(self.tolerances),
             "warnings": list(self.warnings),
         })

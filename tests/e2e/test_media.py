@@ -88,3 +88,56 @@ class DtmfAndQualityTests(TestCase):
                                               call.call_id + "_leg0.wav"))
         # no DTMF tones rendered: the only energy is at 440 Hz
         self.assertLessEqual(abs(dominant_frequency(data[:, 0], rate) - 440), 10)
+
+
+class AudioAnalysisTests(TestCase):
+    timeout = 60
+
+    def _skip(self, reason):
+        from twisted.trial.unittest import SkipTest
+        raise SkipTest(reason)
+
+    @defer.inlineCallbacks
+    def test_talk_figures_and_overtalk(self):
+        """AUDIO_ANALYSIS_ENABLED: talk time per leg and overtalk from the VAD on the
+        analysis copy; the archived WAV is untouched (same samples as without it)."""
+        import numpy as np
+        service = start_server(self, AUDIO_ANALYSIS_ENABLED="true")
+        analytics = []
+        service.realtime.bus.subscribe(analytics.append, name="t", types=["analytics.*"])
+        client = SrcClient(reactor, ("127.0.0.1", service.config.ports[0]))
+        yield client.start()
+        self.addCleanup(client.stop)
+        call = yield client.invite([StreamOffer("leg0", 0), StreamOffer("leg1", 0)])
+        from tests.stt.speech import require_espeak, speak
+        require_espeak(self._skip)
+        rate = 8000
+        gap = lambda seconds: np.zeros(int(seconds * rate), dtype=np.int16)  # noqa: E731
+        one = speak("I would like to check the status of my order please.")
+        two = speak("Let me transfer you to the billing department right away.")
+        leg0 = np.concatenate([gap(0.5), one, gap(3.0)])
+        leg1 = np.concatenate([gap(1.5), two, gap(2.0)])
+        n = max(len(leg0), len(leg1))
+        leg0, leg1 = np.pad(leg0, (0, n - len(leg0))), np.pad(leg1, (0, n - len(leg1)))
+        def active(x):  # reference: 20 ms frames clearly above silence
+            frames = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
+            return np.sqrt((frames ** 2).mean(axis=1)) > 300
+        a0, a1 = active(leg0), active(leg1)
+        d1, d2 = a0.sum() * 0.02, a1.sum() * 0.02
+        expected_overtalk = (a0 & a1).sum() * 0.02
+        yield client.send_audio(call, {"leg0": leg0, "leg1": leg1})
+        yield client.bye(call)
+        session = service.manager.get(call.call_id)
+        yield session.end("test")
+        yield _sleep(0.1)
+        analysis = session.detail()["analysis"]
+        self.assertLessEqual(abs(analysis["legs"]["leg0"]["talk_seconds"] - d1), 0.3 * d1, (analysis, d1))
+        self.assertLessEqual(abs(analysis["legs"]["leg1"]["talk_seconds"] - d2), 0.3 * d2, (analysis, d2))
+        self.assertLessEqual(abs(analysis["overtalk_seconds"] - expected_overtalk), 0.5,
+                             (analysis, expected_overtalk))
+        self.assertEqual(len(analytics), 1)
+        rate_, _, data = read_wav(os.path.join(service.config.recording_dir,
+                                               call.call_id + "_leg0.wav"))
+        from siprec.media.codecs.g711 import ULAW_TO_PCM, encode_ulaw
+        sent = ULAW_TO_PCM[np.frombuffer(encode_ulaw(leg0), dtype=np.uint8)]
+        self.assertTrue(np.array_equal(data[:len(sent), 0], sent[:len(data)]))

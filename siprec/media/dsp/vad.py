@@ -137,6 +137,10 @@ class VoiceActivityDetector:
         self._hangover = int(round(config.hangover_ms / config.frame_ms))
         self._burst = max(1, int(round(config.min_burst_ms / config.frame_ms)))
         self._min_energy = 10 ** (config.min_level_dbfs / 10)
+        # Band energy of a flat signal at min_level_dbfs: the spread is measured
+        # against a floor no lower than that, so speech after digital silence
+        # (gap-filled zeros) is not clipped flat and mistaken for a noise jump.
+        self._band_floor = self._min_energy / (2.0 * float(np.sum(self._counts)))
         self._buf = np.zeros(0, dtype=np.float64)
         self._veto = np.zeros(0, dtype=bool)
         self._history = np.zeros(self._span - self.frame, dtype=np.float64)
@@ -233,9 +237,9 @@ class VoiceActivityDetector:
         snr *= 10.0
         np.clip(snr, 0.0, 30.0, out=snr)
         mean = float(snr.sum()) / _BANDS
-        smooth = np.log10(self._smooth / self._noise)
+        smooth = np.log10(self._smooth / np.maximum(self._noise, self._band_floor))
         smooth *= 10.0
-        np.clip(smooth, 0.0, 30.0, out=smooth)
+        np.clip(smooth, 0.0, 60.0, out=smooth)
         centre = float(smooth.sum()) / _BANDS
         spread = max(0.0, float(smooth.dot(smooth)) / _BANDS - centre * centre) ** 0.5
         raw = mean >= self.config.threshold_db and spread >= self.config.spread_db and level >= self._min_energy

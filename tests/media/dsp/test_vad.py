@@ -288,3 +288,23 @@ class SegmentTests(SynchronousTestCase):
         self.assertEqual(overlap_samples(a, []), 0)
         with self.assertRaises(DspError):
             overlap_samples(a, [SpeechSegment(0, 10, 16000)])
+
+
+class DigitalSilenceOnsetTests(SynchronousTestCase):
+    def test_speech_after_digital_silence_detected_at_once(self):
+        """Speech-like audio right after exact zeros (gap-filled RTP) is speech from its
+        first frames, not a 'noise jump' the floor must first climb to."""
+        import numpy as np
+        from siprec.media.dsp.vad import VadConfig, VoiceActivityDetector
+        rate = 8000
+        t = np.arange(rate) / rate
+        # a vowel-like sound: harmonics of 120 Hz shaped by two formants
+        voice = sum(np.sin(2 * np.pi * 120 * k * t) * (1.0 if 5 <= k <= 7 or 18 <= k <= 20 else 0.1)
+                    for k in range(1, 30))
+        voice = (3000 * voice / np.max(np.abs(voice))).astype(np.int16)
+        audio = np.concatenate([np.zeros(rate, np.int16), voice, np.zeros(rate, np.int16)])
+        vad = VoiceActivityDetector(rate, VadConfig(frame_ms=20))
+        decisions = vad.process(audio)
+        speech = decisions[50:100]
+        self.assertGreaterEqual(speech[:5].sum(), 4)
+        self.assertGreaterEqual(speech.mean(), 0.95)
