@@ -21,7 +21,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from siprec.http.errors import ApiError, not_found, write_error, write_json
-from siprec.http.control import FINAL_STATES, MAX_SESSION_ID, ControlRoutes
+from siprec.http.control import FINAL_STATES, ControlRoutes, find_session
 from siprec.http.limits import body_too_large, too_large
 from siprec.http.openapi import OpenApiRoutes
 from siprec.http.params import page_params
@@ -151,12 +151,7 @@ class SiprecApi(ControlRoutes, OpenApiRoutes):
         return write_json(request, status, session.summary())
 
     def _find(self, session_id: str) -> Any:
-        session = None
-        if 0 < len(session_id) <= MAX_SESSION_ID:
-            session = self.manager.get(session_id)
-        if session is None:
-            raise not_found("session not found")
-        return session
+        return find_session(self.manager, session_id)
 
     @staticmethod
     def _terminate_failed(failure: Failure, session_id: str) -> None:

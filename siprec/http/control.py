@@ -21,13 +21,24 @@ from siprec.http.errors import ApiError, not_found, write_json
 from siprec.http.routing import Access, endpoint, principal_of
 from siprec.realtime.events import iso_time
 
-__all__ = ["ControlRoutes", "pause_state", "parse_scope", "FINAL_STATES", "MAX_SESSION_ID"]
+__all__ = ["ControlRoutes", "pause_state", "parse_scope", "find_session", "FINAL_STATES",
+           "MAX_SESSION_ID"]
 
 log = Logger()
 
 FINAL_STATES = frozenset({"ended", "failed"})
 CLOSING_STATES = FINAL_STATES | {"ending", "terminating"}
 MAX_SESSION_ID = 512
+
+
+def find_session(manager: Any, session_id: str) -> Any:
+    """The session by id or Call-ID, or a 404 (ids past MAX_SESSION_ID are never looked up)."""
+    session = None
+    if 0 < len(session_id) <= MAX_SESSION_ID:
+        session = manager.get(session_id)
+    if session is None:
+        raise not_found("session not found")
+    return session
 TAG = "Pause and resume"
 
 _CONTROL_RESPONSES = {
@@ -130,12 +141,7 @@ class ControlRoutes:
 
     # -- helpers -----------------------------------------------------------------------
     def _lookup(self, session_id: str) -> Any:
-        session = None
-        if 0 < len(session_id) <= MAX_SESSION_ID:
-            session = self.manager.get(session_id)
-        if session is None:
-            raise not_found("session not found")
-        return session
+        return find_session(self.manager, session_id)
 
     def _control(self, request: IRequest, session_id: str, action: str) -> bytes:
         recording, transcription = parse_scope(request)

@@ -66,14 +66,12 @@ def _snippet(text: str, limit: int = 40) -> str:
     return repr(text)
 
 
-def split_unquoted(value: str, separator: str, angle_brackets: bool = False) -> List[str]:
-    """Split on ``separator`` outside quoted strings (and ``<>`` when asked); pieces untrimmed."""
-    parts: List[str] = []
-    depth = 0
+def _scan_unquoted(text: str):
+    """(index, char) of every character outside quoted strings (RFC 3261 quoted-pair
+    aware); a final (-1, "") when a quote is left open."""
     quoted = False
     escaped = False
-    start = 0
-    for i, ch in enumerate(value):
+    for i, ch in enumerate(text):
         if quoted:
             if escaped:
                 escaped = False
@@ -83,7 +81,19 @@ def split_unquoted(value: str, separator: str, angle_brackets: bool = False) -> 
                 quoted = False
         elif ch == '"':
             quoted = True
-        elif angle_brackets and ch == "<":
+        else:
+            yield i, ch
+    if quoted:
+        yield -1, ""
+
+
+def split_unquoted(value: str, separator: str, angle_brackets: bool = False) -> List[str]:
+    """Split on ``separator`` outside quoted strings (and ``<>`` when asked); pieces untrimmed."""
+    parts: List[str] = []
+    depth = 0
+    start = 0
+    for i, ch in _scan_unquoted(value):
+        if angle_brackets and ch == "<":
             depth += 1
         elif angle_brackets and ch == ">":
             depth = max(0, depth - 1)
@@ -384,21 +394,12 @@ def _parse_display(display: str) -> str:
 
 def _find_unquoted(text: str, needle: str) -> int:
     """Index of ``needle`` outside quotes; -1 if absent, -2 if a quote is left open."""
-    quoted = False
-    escaped = False
-    for i, ch in enumerate(text):
-        if quoted:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch == needle:
+    for i, ch in _scan_unquoted(text):
+        if i < 0:
+            return -2
+        if ch == needle:
             return i
-    return -2 if quoted else -1
+    return -1
 
 
 @dataclass(frozen=True, slots=True)
