@@ -12,7 +12,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from siprec.testing.src import SrcClient, StreamOffer, tone
-from tests.e2e.harness import _sleep, free_port, read_wav, rtp_range
+from tests.e2e.harness import _sleep, free_ports, read_wav, rtp_range
 
 
 def twistd_env(tmp: str, **overrides) -> dict:
@@ -93,7 +93,7 @@ class TwistdProcessTests(TestCase):
     def test_serves_and_shuts_down_gracefully(self):
         """twistd -n siprec serves /health, records a call, and on SIGTERM sends BYE,
         finalises the recording and exits 0."""
-        sip_port, http_port = free_port(), free_port()
+        sip_port, http_port = free_ports(2)
         rtp_min, rtp_max = rtp_range()
         rec = os.path.abspath(self.mktemp())
         env = twistd_env(rec, SIP_HOST="127.0.0.1", PORTS=str(sip_port), HTTP_HOST="127.0.0.1",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import wave
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from twisted.internet import defer, reactor
@@ -20,21 +20,35 @@ TEST_CERT = os.path.join(HERE, "fixtures", "server.pem")
 TEST_KEY = os.path.join(HERE, "fixtures", "server.key")
 
 
-def free_port(kind=(socket.SOCK_DGRAM, socket.SOCK_STREAM)) -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 right now."""
-    for _ in range(50):
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-        probe.close()
-        try:
+def free_ports(count: int) -> List[int]:
+    """``count`` distinct ports free for both UDP and TCP on 127.0.0.1 right now.
+
+    Every probe stays bound until all are chosen, so no two are the same.
+    """
+    held, ports = [], []
+    try:
+        while len(ports) < count:
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
             udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            udp.bind(("127.0.0.1", port))
-            udp.close()
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port")
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                tcp.close()
+                udp.close()
+                continue
+            held += [tcp, udp]
+            ports.append(port)
+        return ports
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 right now."""
+    return free_ports(1)[0]
 
 
 def rtp_range(size: int = 40) -> Tuple[int, int]:
@@ -49,11 +63,12 @@ def start_server(testcase, tls: bool = False, **env) -> SiprecService:
     rec_dir = testcase.mktemp()
     os.makedirs(rec_dir)
     rtp_min, rtp_max = rtp_range()
+    sip_port, http_port, tls_port = free_ports(3)
     environ = {
         "SIP_HOST": "127.0.0.1",
-        "PORTS": str(free_port()),
+        "PORTS": str(sip_port),
         "HTTP_HOST": "127.0.0.1",
-        "HTTP_PORT": str(free_port()),
+        "HTTP_PORT": str(http_port),
         "RECORDING_DIR": rec_dir,
         "RTP_PORT_MIN": str(rtp_min),
         "RTP_PORT_MAX": str(rtp_max),
@@ -62,7 +77,7 @@ def start_server(testcase, tls: bool = False, **env) -> SiprecService:
         "STT_ENABLED": "false",  # tests of transcription turn it on
     }
     if tls:
-        environ.update({"ENABLE_TLS": "true", "TLS_PORT": str(free_port()),
+        environ.update({"ENABLE_TLS": "true", "TLS_PORT": str(tls_port),
                         "TLS_CERT_FILE": TEST_CERT, "TLS_KEY_FILE": TEST_KEY})
     environ.update({k.upper(): str(v) for k, v in env.items()})
     config = load_config(environ=environ, env_file=None)
@@ -85,10 +100,6 @@ def dominant_frequency(samples: np.ndarray, rate: int) -> float:
         return 0.0
     spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
     return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum))])
-
-
-def sleep(seconds: float) -> defer.Deferred:
-    return defer.Deferred.fromFuture if False else _sleep(seconds)
 
 
 def _sleep(seconds: float) -> defer.Deferred:
