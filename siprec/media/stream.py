@@ -491,13 +491,7 @@ class MediaStream(DatagramProtocol):
         try:
             self.flush()
         except Exception:
-            self.flush_errors += 1
-            if self.flush_errors == 1:
-                self.log.failure(
-                    "Flushing stream {label} of call {call_id} failed",
-                    label=self.spec.label,
-                    call_id=self.spec.call_id,
-                )
+            self._failed_once("flush_errors", "Flushing")
         now = self.clock.seconds()
         if self._last_stats_at is None or now - self._last_stats_at >= self.stats_interval:
             self._last_stats_at = now
@@ -725,13 +719,15 @@ class MediaStream(DatagramProtocol):
             try:
                 self.audio_sink(self.spec.label, pcm, primary.sample_rate, offset)
             except Exception:
-                self.sink_errors += 1
-                if self.sink_errors == 1:
-                    self.log.failure(
-                        "Audio sink of stream {label} of call {call_id} failed",
-                        label=self.spec.label,
-                        call_id=self.spec.call_id,
-                    )
+                self._failed_once("sink_errors", "Feeding the audio sink of")
+
+    def _failed_once(self, counter: str, what: str) -> None:
+        """Count a failure of a periodic job; log its traceback the first time only."""
+        count = getattr(self, counter) + 1
+        setattr(self, counter, count)
+        if count == 1:
+            self.log.failure("{what} stream {label} of call {call_id} failed", what=what,
+                             label=self.spec.label, call_id=self.spec.call_id)
 
     # -- reporting ----------------------------------------------------------
 

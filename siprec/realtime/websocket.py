@@ -374,7 +374,7 @@ class EventStreamResource:
         return self._upgrade.getChildWithDefault(name, request)
 
     def putChild(self, path: bytes, child: IResource) -> None:
-        raise NotImplementedError("WebSocket endpoints have no children")
+        raise ValueError("WebSocket endpoints have no children")
 
     def render(self, request: IRequest) -> Any:
         if request.method != b"GET":

@@ -8,6 +8,7 @@ timers on an injected ``IReactorTime``; it sends bytes through the
 from __future__ import annotations
 
 import enum
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, Dict, Hashable, Optional, Protocol, Tuple
 
@@ -161,7 +162,7 @@ class _Base:
         self.layer._forget(self)
 
 
-class ServerTransaction(_Base):
+class ServerTransaction(_Base, ABC):
     @property
     def final_sent(self) -> bool:
         return self.last_response is not None and self.last_response.status >= 200
@@ -169,8 +170,9 @@ class ServerTransaction(_Base):
     def start(self) -> None:
         """Arm the timers a fresh transaction needs (called by the layer, not the constructor)."""
 
-    def respond(self, response: Response) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def respond(self, response: Response) -> None:
+        """Send a response from the TU through this transaction."""
 
 
 class InviteServerTransaction(ServerTransaction):

@@ -18,6 +18,8 @@ and a post-call job is queued (``siprec.stt.queue``).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import os
 import re
 from collections import deque
@@ -614,11 +616,12 @@ class LegTranscriber:
         self._closed.callback(None)
 
 
-class Spool:
+class Spool(ABC):
     """Where a deferred leg's audio goes; see ``siprec.stt.queue.SpoolFile``."""
 
-    def write(self, pcm: np.ndarray, offset: int) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def write(self, pcm: np.ndarray, offset: int) -> None:
+        """Append audio at ``offset`` (samples on the leg's timeline)."""
 
     def close(self) -> Deferred:  # pragma: no cover - interface
         return succeed(None)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import wave
-from typing import List, Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 from twisted.internet import defer, reactor
 
 from siprec.config import load_config
 from siprec.service import SiprecService
+from tests.netutil import free_port, free_ports  # noqa: F401 (re-exported for tests)
 
 __all__ = ["free_port", "start_server", "read_wav", "dominant_frequency", "TEST_CERT"]
 
@@ -20,35 +20,7 @@ TEST_CERT = os.path.join(HERE, "fixtures", "server.pem")
 TEST_KEY = os.path.join(HERE, "fixtures", "server.key")
 
 
-def free_ports(count: int) -> List[int]:
-    """``count`` distinct ports free for both UDP and TCP on 127.0.0.1 right now.
 
-    Every probe stays bound until all are chosen, so no two are the same.
-    """
-    held, ports = [], []
-    try:
-        while len(ports) < count:
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                tcp.close()
-                udp.close()
-                continue
-            held += [tcp, udp]
-            ports.append(port)
-        return ports
-    finally:
-        for sock in held:
-            sock.close()
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 right now."""
-    return free_ports(1)[0]
 
 
 def rtp_range(size: int = 40) -> Tuple[int, int]:

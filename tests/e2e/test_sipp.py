@@ -15,7 +15,6 @@ import json
 import os
 import random
 import shutil
-import socket
 from datetime import datetime
 from typing import List, Optional, Tuple
 
@@ -23,6 +22,7 @@ import numpy as np
 from twisted.internet import defer, protocol, reactor, task, utils
 from twisted.trial.unittest import SkipTest, TestCase
 
+from tests.netutil import free_udp_range
 from tests.e2e.harness import dominant_frequency, free_port, read_wav, start_server
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -82,21 +82,7 @@ def find_sipp(testcase: TestCase):
 
 def free_media_port() -> int:
     """An even port with it and the next three free on UDP (SIPp's -mp)."""
-    for _ in range(100):
-        base = random.randrange(30000, 60000, 2)
-        sockets = []
-        try:
-            for port in range(base, base + 4):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free media port range")
+    return free_udp_range(4, 30000, 60000)
 
 
 # -- the second leg ---------------------------------------------------------------

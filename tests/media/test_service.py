@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import socket
 from typing import Any, List
 
@@ -18,25 +17,12 @@ from siprec.media.rtp import RtpPacket, serialize
 from siprec.media.service import MediaService
 from siprec.media.spec import PayloadFormat, StreamSpec
 from siprec.media.wav import read_wav
+from tests.netutil import free_udp_range
 
 
 def free_even_range(pairs: int) -> int:
     """An even port with ``2 * pairs`` free UDP ports from it (best effort)."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000, 2)
-        sockets: List[socket.socket] = []
-        try:
-            for port in range(base, base + 2 * pairs):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free UDP port range found")
+    return free_udp_range(2 * pairs)
 
 
 class Listener:

@@ -30,6 +30,8 @@ def talk(*spoken: float, rate: int = RATE) -> np.ndarray:
 
 
 class Collector:
+    """A StreamListener that keeps everything it is told."""
+
     def __init__(self) -> None:
         self.hypotheses, self.failures, self.overloads = [], [], []
 

@@ -16,6 +16,7 @@ from siprec.stt.offline import OfflineEngine, OfflineSettings, bundled_model_dir
 from siprec.stt.utterance import Recognition
 from siprec.stt.wer import word_error_rate
 from tests.stt.speech import SENTENCES, conversation, require_espeak
+from tests.stt.support import Collector
 
 # Word error rate allowed on SENTENCES spoken by espeak-ng (en-us voice),
 # resampled to 8 kHz and passed through G.711 µ-law, with the bundled
@@ -24,28 +25,6 @@ from tests.stt.speech import SENTENCES, conversation, require_espeak
 # scores about half that). The bound leaves room for CPU-dependent
 # differences in int8 decoding, not for a regression.
 WER_BOUND = 0.30
-
-
-class Collector:
-    """A StreamListener that keeps everything it is told."""
-
-    def __init__(self) -> None:
-        self.hypotheses = []
-        self.failures = []
-        self.overloads = []
-
-    def hypothesis(self, hyp) -> None:
-        self.hypotheses.append(hyp)
-
-    def failed(self, error) -> None:
-        self.failures.append(error)
-
-    def overloaded(self, reason) -> None:
-        self.overloads.append(reason)
-
-    @property
-    def finals(self):
-        return [h for h in self.hypotheses if h.is_final]
 
 
 def start_pool(test, size: int = 2) -> ThreadPool:

@@ -9,6 +9,7 @@ timestamps.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import List
 
 import numpy as np
@@ -28,9 +29,9 @@ class FramedDecoder(Decoder):
     def __init__(self, ctx: AvDecoderContext) -> None:
         self._ctx = ctx
 
+    @abstractmethod
     def split(self, payload: bytes) -> List[bytes]:
         """Cut a payload into frames; an empty frame stands for a SID frame."""
-        raise NotImplementedError
 
     def decode(self, payload: bytes) -> np.ndarray:
         if not payload:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -13,7 +15,7 @@ from siprec.stt.vad import FrameClassifier, SegmenterSettings, Utterance
 __all__ = ["UtteranceProvider"]
 
 
-class UtteranceProvider:
+class UtteranceProvider(ABC):
     """A provider whose streams cut legs with the VAD and send utterances.
 
     Subclasses implement ``recognize``; no partials (each would be a paid
@@ -46,8 +48,9 @@ class UtteranceProvider:
         self.errors += 1
         return failure
 
+    @abstractmethod
     def _recognize(self, utterance: Utterance, language: str) -> Deferred:
-        raise NotImplementedError
+        """One request to the vendor for one utterance; fires with a Recognition."""
 
     def stats(self) -> dict[str, int]:
         return {"requests": self.requests, "errors": self.errors}
