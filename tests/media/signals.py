@@ -40,11 +40,11 @@ def best_lag(reference: np.ndarray, decoded: np.ndarray, max_lag: int) -> int:
     return int(np.argmax(scores))
 
 
-def aligned_snr_db(reference: np.ndarray, decoded: np.ndarray, max_lag: int = 200, skip: int = 0) -> float:
-    """SNR after removing the codec delay; ``skip`` ignores the codec's start-up."""
-    lag = best_lag(reference[skip:], decoded[skip:], max_lag)
-    ref = reference[skip:].astype(np.float64)
-    out = decoded[skip + lag :].astype(np.float64)
+def aligned_snr_db(reference: np.ndarray, decoded: np.ndarray, max_lag: int = 200, warmup: int = 0) -> float:
+    """SNR after removing the codec delay; ``warmup`` ignores the codec's start-up."""
+    lag = best_lag(reference[warmup:], decoded[warmup:], max_lag)
+    ref = reference[warmup:].astype(np.float64)
+    out = decoded[warmup + lag :].astype(np.float64)
     n = min(len(ref), len(out))
     ref, out = ref[:n], out[:n]
     noise = np.sum((out - ref) ** 2)

@@ -56,7 +56,7 @@ class G722Tests(SynchronousTestCase):
         decoded = np.concatenate([decoder.decode(p) for p in payloads])
         self.assertEqual(len(decoded), 2 * sum(len(p) for p in payloads))
         # The QMF delay is 22.5 samples: whole-sample alignment caps the SNR near 15 dB.
-        self.assertGreater(aligned_snr_db(reference, decoded, skip=320), 12.0)
+        self.assertGreater(aligned_snr_db(reference, decoded, warmup=320), 12.0)
         self.assertLess(harmonic_error_db(reference, decoded[22:], 16000, top=3400), 3.0)
 
     def test_wideband_content_survives(self) -> None:
@@ -83,7 +83,7 @@ class OpusTests(SynchronousTestCase):
         pcms = [decoder.decode(p) for p in payloads]
         self.assertTrue(all(len(p) == 960 for p in pcms))
         decoded = np.concatenate(pcms)
-        self.assertGreater(aligned_snr_db(reference, decoded, max_lag=800, skip=4800), 15.0)
+        self.assertGreater(aligned_snr_db(reference, decoded, max_lag=800, warmup=4800), 15.0)
 
     def test_stereo_preserved(self) -> None:
         """With sprop-stereo=1 both channels are kept apart: 440 Hz left, 1 kHz right."""
@@ -160,7 +160,7 @@ class G729Tests(SynchronousTestCase):
         speech = [f for f in frames[:50] if len(f) == 10]
         decoded = np.concatenate([decoder.decode(f) for f in speech])
         reference = voiced(8000, 0.5)
-        self.assertGreater(aligned_snr_db(reference, decoded, skip=800), -3.0)
+        self.assertGreater(aligned_snr_db(reference, decoded, warmup=800), -3.0)
         self.assertLess(abs(_level_ratio_db(reference[800:], decoded[800:])), 3.0)
         for frame in frames[50:]:
             if frame:
@@ -187,7 +187,7 @@ class GsmTests(SynchronousTestCase):
         self.assertIsInstance(decoder, GsmDecoder)
         decoded = np.concatenate([decoder.decode(f) for f in frames])
         self.assertEqual(len(decoded), 160 * len(frames))
-        self.assertGreater(aligned_snr_db(reference, decoded, skip=800), 10.0)
+        self.assertGreater(aligned_snr_db(reference, decoded, warmup=800), 10.0)
         self.assertLess(harmonic_error_db(reference, decoded, 8000), SPEECH_CODEC_MAX_HARMONIC_ERROR_DB)
 
     def test_several_frames_per_packet(self) -> None:
@@ -348,7 +348,7 @@ class G726Tests(SynchronousTestCase):
                 pcms = [decoder.decode(stream[i : i + step]) for i in range(0, len(stream) - step + 1, step)]
                 self.assertEqual({len(p) for p in pcms}, {160}, name)
                 decoded = np.concatenate(pcms)
-                self.assertGreater(aligned_snr_db(reference, decoded, skip=400), min_snr, name)
+                self.assertGreater(aligned_snr_db(reference, decoded, warmup=400), min_snr, name)
 
     def test_wrong_packing_is_worse(self) -> None:
         """Decoding RFC 3551 packing as AAL2 ruins the audio: the packing matters."""
@@ -358,7 +358,7 @@ class G726Tests(SynchronousTestCase):
         chunks = [stream[i : i + 80] for i in range(0, len(stream) - 79, 80)]
         right = np.concatenate([right_decoder.decode(c) for c in chunks])
         wrong = np.concatenate([wrong_decoder.decode(c) for c in chunks])
-        self.assertGreater(aligned_snr_db(reference, right, skip=400), aligned_snr_db(reference, wrong, skip=400) + 10)
+        self.assertGreater(aligned_snr_db(reference, right, warmup=400), aligned_snr_db(reference, wrong, warmup=400) + 10)
 
     def test_names(self) -> None:
         self.assertEqual(parse_g726_name("g726-24"), (24, False))

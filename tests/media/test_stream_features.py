@@ -196,4 +196,4 @@ class FeatureTests(StreamTestsMixin, SynchronousTestCase):
         self.successResultOf(stream.close())
         rate, _, data = read_wav(self.spec.wav_path)
         self.assertEqual((rate, len(data)), (16000, len(reference)))
-        self.assertGreater(aligned_snr_db(reference, data, skip=320), 12.0)
+        self.assertGreater(aligned_snr_db(reference, data, warmup=320), 12.0)

@@ -35,8 +35,8 @@ def snr_db(clean: np.ndarray, x: np.ndarray) -> float:
 def improvement(signal: S.Speech, noise: np.ndarray, snr: float) -> float:
     noisy = S.at_snr(signal, noise, snr)
     out = reduce(noisy, signal.rate)
-    skip = 2 * signal.rate  # the noise estimate needs its window first
-    return snr_db(signal.samples[skip:], out[skip:]) - snr_db(signal.samples[skip:], noisy[skip:])
+    warmup = 2 * signal.rate  # the noise estimate needs its window first
+    return snr_db(signal.samples[warmup:], out[warmup:]) - snr_db(signal.samples[warmup:], noisy[warmup:])
 
 
 def tone_bursts(rate: int, seconds: float = 11.5) -> S.Speech:
@@ -146,9 +146,9 @@ class ImprovementTests(SynchronousTestCase):
         """The attenuation floor matters: 6 dB gives less than the default 15 dB."""
         speech = S.conversation(8000, PATTERN[:4], seed=3, total=7.0)
         noisy = S.at_snr(speech, S.white(8000, len(speech.samples)), 5)
-        skip = 16000
-        default = snr_db(speech.samples[skip:], reduce(noisy, 8000)[skip:])
-        gentle = snr_db(speech.samples[skip:], reduce(noisy, 8000, NoiseConfig(max_attenuation_db=6.0))[skip:])
+        warmup = 16000
+        default = snr_db(speech.samples[warmup:], reduce(noisy, 8000)[warmup:])
+        gentle = snr_db(speech.samples[warmup:], reduce(noisy, 8000, NoiseConfig(max_attenuation_db=6.0))[warmup:])
         self.assertGreater(default, gentle + 1.0)
 
 
