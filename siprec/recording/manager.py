@@ -19,7 +19,7 @@ from siprec.media.codecs import can_decode as codec_can_decode
 from siprec.media.combine import combine_legs
 from siprec.media.spec import PayloadFormat
 from siprec.recording.session import RecordingSession
-from siprec.sip.uas import CallRejected
+from siprec.sip.errors import CallRejected
 
 log = Logger()
 

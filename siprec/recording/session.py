@@ -37,7 +37,7 @@ from siprec.sip.offer_answer import (
     rejection_summary,
 )
 from siprec.sip.sdp import SessionDescription
-from siprec.sip.uas import CallRejected
+from siprec.sip.errors import CallRejected
 
 log = Logger()
 

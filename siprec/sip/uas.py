@@ -28,6 +28,7 @@ from siprec.sip.dialog import (
     new_tag,
     via_value,
 )
+from siprec.sip.errors import CallRejected
 from siprec.sip.headers import HeaderError, SipURI, parse_params
 from siprec.sip.message import Request, Response, SipParseError, make_response, reason_phrase
 from siprec.sip.sdp import SdpParseError, SessionDescription, parse_sdp
@@ -55,17 +56,6 @@ _RECORD_HEADERS = ("From", "To", "Call-ID", "Contact", "User-Agent", "Session-ID
 # Copied from a final response when it answers a retransmission on a new branch.
 _OWN_HEADERS = frozenset({"Via", "From", "To", "Call-ID", "CSeq", "Content-Length"})
 _IDENTITY_ENCODINGS = frozenset({"", "identity"})
-
-
-class CallRejected(Exception):
-    """Raised by the call handler to refuse an offer with a SIP status."""
-
-    def __init__(self, status: int, reason: Optional[str] = None,
-                 headers: Sequence[Tuple[str, str]] = ()):
-        super().__init__(f"{status} {reason or ''}".strip())
-        self.status = status
-        self.reason = reason
-        self.headers = list(headers)
 
 
 class RecordingCall(Protocol):

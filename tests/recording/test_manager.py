@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from siprec.recording import manager as manager_module
 from siprec.recording.manager import ManagerSettings, RecordingManager
-from siprec.sip.uas import CallRejected
+from siprec.sip.errors import CallRejected
 from tests.recording.test_session import START, Harness, M, offer, two_legs
 
 TIMEOUT = 10.0

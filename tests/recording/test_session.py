@@ -21,7 +21,7 @@ from siprec.recording import session as session_module
 from siprec.recording.manager import ManagerSettings, RecordingManager
 from siprec.recording.session import RecordingSession, safe_filename
 from siprec.sip.sdp import SessionDescription, parse_sdp
-from siprec.sip.uas import CallRejected
+from siprec.sip.errors import CallRejected
 
 START = 1_700_000_000.0
 SRC_HOST = "198.51.100.7"
