@@ -19,7 +19,7 @@ from twisted.web.iweb import IRequest
 
 from siprec.http.errors import ApiError, not_found, write_json
 from siprec.http.routing import Access, endpoint, principal_of
-from siprec.realtime.events import iso_time
+from siprec.timefmt import iso_time
 
 __all__ = ["ControlRoutes", "pause_state", "parse_scope", "find_session", "FINAL_STATES",
            "MAX_SESSION_ID"]

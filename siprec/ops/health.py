@@ -9,7 +9,6 @@ drains calls before shutting down, so a load balancer stops sending new calls.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Callable, Dict, Optional, Tuple, Union
 
 from twisted.internet.defer import (
@@ -20,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import siprec
+from siprec.timefmt import iso_time
 
 log = Logger()
 
@@ -57,11 +57,6 @@ class Readiness:
 
     def to_json(self) -> dict:
         return {"status": self.status, "checks": {c.name: c.to_json() for c in self.checks}}
-
-
-def iso_utc(seconds: float) -> str:
-    """Seconds since the epoch as an ISO 8601 UTC timestamp."""
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class Health:
@@ -134,7 +129,7 @@ class Health:
         """Version, start time, uptime, draining and (when known) active calls."""
         status = {
             "version": self.version,
-            "started_at": iso_utc(self.started),
+            "started_at": iso_time(self.started),
             "uptime_seconds": round(self.uptime(), 3),
             "draining": self._draining,
         }

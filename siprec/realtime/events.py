@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
+from siprec.timefmt import iso_time
+
 __all__ = [
     "SCHEMA", "EVENT_TYPES", "ANALYTICS_TYPES", "Event", "EventError", "CallRef",
     "call_started", "call_updated", "call_ended", "stream_started", "stream_stopped",
@@ -323,14 +325,6 @@ def analytics_snapshot(call: Any, *, leg: Optional[str] = None,
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-def iso_time(seconds: Optional[float]) -> Optional[str]:
-    """UTC ISO 8601 with milliseconds and Z, the form every timestamp in the schema has."""
-    if seconds is None:
-        return None
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
 
 def _parse_time(value: Any) -> Optional[float]:
     if value is None:

@@ -39,7 +39,7 @@ class FakeSession:
             "id": self.id,
             "call_id": self.call_id,
             "state": self.state,
-            "started_at": "2023-11-14T22:13:20Z",
+            "started_at": "2023-11-14T22:13:20.000Z",
             "ended_at": None if self.state == "active" else "2023-11-14T22:20:00Z",
             "streams": [
                 {"label": "1", "codec": "PCMU", "port": 16384, "packets": 1500},
@@ -326,7 +326,7 @@ class HealthRouteTests(ApiTestCase):
         self.clock.advance(42)
         self.assertEqual(self.json("GET", "/status"), {
             "version": siprec.__version__,
-            "started_at": "2023-11-14T22:13:20Z",
+            "started_at": "2023-11-14T22:13:20.000Z",
             "uptime_seconds": 42.0,
             "draining": False,
             "active_calls": 1,

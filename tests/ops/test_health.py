@@ -11,7 +11,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import siprec
 from siprec.ops import health as health_module
-from siprec.ops.health import MAX_DETAIL, CheckResult, Health, Readiness, iso_utc
+from siprec.ops.health import MAX_DETAIL, CheckResult, Health, Readiness
+from siprec.timefmt import iso_time
 
 START = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -157,7 +158,7 @@ class HealthTests(SynchronousTestCase):
         self.clock.advance(42.5)
         self.assertEqual(health.status(), {
             "version": siprec.__version__,
-            "started_at": "2023-11-14T22:13:20Z",
+            "started_at": "2023-11-14T22:13:20.000Z",
             "uptime_seconds": 42.5,
             "draining": False,
             "active_calls": 3,
@@ -170,9 +171,9 @@ class HealthTests(SynchronousTestCase):
     def test_status_without_call_source(self) -> None:
         self.assertNotIn("active_calls", self.health.status())
 
-    def test_iso_utc(self) -> None:
-        self.assertEqual(iso_utc(0), "1970-01-01T00:00:00Z")
-        self.assertEqual(iso_utc(START + 0.25), "2023-11-14T22:13:20.250000Z")
+    def test_iso_time(self) -> None:
+        self.assertEqual(iso_time(0), "1970-01-01T00:00:00.000Z")
+        self.assertEqual(iso_time(START + 0.25), "2023-11-14T22:13:20.250Z")
 
 
 class FlipLoggingTests(SynchronousTestCase):
