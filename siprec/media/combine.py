@@ -1,7 +1,9 @@
 """Combine leg WAVs into one multichannel WAV aligned on the call timeline.
 
 Pure file I/O and numpy, meant to run in a thread (deferToThread). Calls
-last hours, so everything streams through in fixed-size blocks.
+last hours, so everything streams through in fixed-size blocks. A leg at
+another rate than the output goes through the product's one resampler
+(siprec.media.resample).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from siprec.media.resample import ResampleError, StreamResampler
 from siprec.media.wav import SAMPLE_WIDTH, WavWriter
 
 DEFAULT_BLOCK_FRAMES = 1 << 16
@@ -23,8 +26,10 @@ class CombineError(ValueError):
 class _Leg:
     """Sequential reader of one leg, resampled to the output rate.
 
-    Output frame ``j`` of the leg (counted from its own start) is input
-    position ``j * in_rate / out_rate``, interpolated linearly.
+    Read front to back (``read`` calls follow one another); a leg at
+    another rate goes through the product's one resampler, so its output
+    frame ``j`` (counted from its own start) is input time
+    ``j * in_rate / out_rate``.
     """
 
     def __init__(self, path: Optional[str], offset: int, out_rate: int) -> None:
@@ -47,10 +52,16 @@ class _Leg:
         self.out_rate = out_rate
         # The offset is counted in the leg's own rate; place it in ours.
         self.start = offset * out_rate // self.in_rate
-        self.out_frames = self.in_frames * out_rate // self.in_rate
-        self._same_rate = self.in_rate == out_rate
-        self._buf = np.zeros((0, self.channels), dtype=np.int16)
-        self._buf_start = 0  # input frame index of _buf[0]
+        self.out_frames = -(-self.in_frames * out_rate // self.in_rate)
+        self._resampler: Optional[StreamResampler] = None
+        if self.in_rate != out_rate:
+            try:
+                self._resampler = StreamResampler(self.in_rate, out_rate, self.channels)
+            except ResampleError as e:
+                raise CombineError(f"{path}: {e}") from e
+        self._read_in = 0  # input frames taken from the file
+        self._served = 0  # output frames handed out
+        self._ready = np.zeros((0, self.channels), dtype=np.int16)
 
     @property
     def end(self) -> int:
@@ -61,42 +72,43 @@ class _Leg:
             self._wave.close()
             self._wave = None
 
-    def _input(self, first: int, last: int) -> np.ndarray:
-        """Input frames first..last inclusive (clamped to the file)."""
-        have = self._buf_start + len(self._buf)
-        if first >= have:  # downsampling can step over input frames
-            if first > have and self._wave is not None:
-                self._wave.setpos(min(first, self.in_frames))
-            self._buf = self._buf[:0]
-            self._buf_start = have = first
-        elif first > self._buf_start:
-            self._buf = self._buf[first - self._buf_start :]
-            self._buf_start = first
-        need = min(last + 1, self.in_frames)
-        if need > have:
-            assert self._wave is not None
-            raw = self._wave.readframes(need - have)
-            more = np.frombuffer(raw, dtype="<i2").astype(np.int16)
-            more = more[: len(more) // self.channels * self.channels].reshape(-1, self.channels)
-            if len(more) < need - have:  # file shorter than its header says
-                short = np.zeros((need - have - len(more), self.channels), dtype=np.int16)
-                more = np.concatenate([more, short])
-            self._buf = np.concatenate([self._buf, more]) if len(self._buf) else more
-        return self._buf[: need - self._buf_start]
+    def _input(self, count: int) -> np.ndarray:
+        """The next ``count`` input frames (silence past a file shorter than its header says)."""
+        count = min(count, self.in_frames - self._read_in)
+        if count <= 0:
+            return np.zeros((0, self.channels), dtype=np.int16)
+        assert self._wave is not None
+        raw = self._wave.readframes(count)
+        data = np.frombuffer(raw, dtype="<i2").astype(np.int16)
+        data = data[: len(data) // self.channels * self.channels].reshape(-1, self.channels)
+        if len(data) < count:  # file shorter than its header says
+            data = np.concatenate([data, np.zeros((count - len(data), self.channels), dtype=np.int16)])
+        self._read_in += count
+        return data
 
     def read(self, first: int, count: int) -> np.ndarray:
-        """Output frames ``first..first+count`` of this leg; callers keep them in range."""
-        if self._same_rate:
-            return self._input(first, first + count - 1)
-        positions = np.arange(first, first + count, dtype=np.float64) * (self.in_rate / self.out_rate)
-        lo = np.floor(positions).astype(np.int64)
-        data = self._input(int(lo[0]), int(lo[-1]) + 1).astype(np.float64)
-        base = self._buf_start
-        lo_idx = np.minimum(lo - base, len(data) - 1)
-        hi_idx = np.minimum(lo_idx + 1, len(data) - 1)
-        frac = (positions - lo)[:, None]
-        mixed = data[lo_idx] * (1.0 - frac) + data[hi_idx] * frac
-        return np.clip(np.rint(mixed), -32768, 32767).astype(np.int16)
+        """Output frames ``first..first+count`` of this leg, read in order."""
+        if first != self._served:
+            raise CombineError(f"{self.path}: read out of order ({first}, expected {self._served})")
+        self._served += count
+        resampler = self._resampler
+        if resampler is None:
+            return self._input(count)
+        parts = [self._ready]
+        have = len(self._ready)
+        while have < count:
+            if self._read_in < self.in_frames:
+                want = max(1, (count - have) * self.in_rate // self.out_rate) + 64
+                more = resampler.process(self._input(want))
+            elif not resampler.flushed:
+                more = resampler.flush()
+            else:  # the resampler owes no more: pad to the promised length
+                more = np.zeros((count - have, self.channels), dtype=np.int16)
+            parts.append(more)
+            have += len(more)
+        block = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        self._ready = block[count:]
+        return block[:count]
 
 
 def combine_legs(

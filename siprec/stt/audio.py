@@ -1,9 +1,10 @@
 """PCM helpers for transcription: resampling, WAV bytes, stream-to-call time.
 
-Pure numpy, no I/O. The resampler is a windowed-sinc polyphase filter: the
-telephone rates we receive (8 kHz G.711, 16 kHz G.722, 48 kHz Opus) must
-reach the 16 kHz that Whisper-family models expect without the aliasing a
-linear interpolation adds, which measurably hurts recognition.
+Pure numpy, no I/O. Resampling is the product's one resampler
+(siprec.media.resample): the telephone rates we receive (8 kHz G.711,
+16 kHz G.722, 48 kHz Opus) must reach the 16 kHz that Whisper-family
+models expect without the aliasing a linear interpolation adds, which
+measurably hurts recognition.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import io
 import struct
 import wave
 from bisect import bisect_right
-from functools import lru_cache
-from math import gcd
 
 import numpy as np
+
+from siprec.media import resample as one_resampler
+from siprec.media.resample import ResampleError
 
 __all__ = [
     "AudioError",
@@ -26,10 +28,6 @@ __all__ = [
     "resample",
     "wav_bytes",
 ]
-
-_HALF_TAPS = 16  # zero crossings of the sinc kept on each side
-_KAISER_BETA = 8.0
-_PASSBAND = 0.95  # fraction of the lower Nyquist frequency kept
 
 
 class AudioError(ValueError):
@@ -52,99 +50,39 @@ def int16_to_float(pcm: np.ndarray) -> np.ndarray:
     return pcm.astype(np.float32) / 32768.0
 
 
-@lru_cache(maxsize=32)
-def _filter_bank(src: int, dst: int) -> tuple[int, int, int, np.ndarray]:
-    """(up, down, half width, taps per phase) for src -> dst."""
-    g = gcd(src, dst)
-    up, down = dst // g, src // g
-    cutoff = min(1.0, dst / src) * _PASSBAND  # in cycles per input sample * 2
-    width = int(np.ceil(_HALF_TAPS / cutoff))
-    phase = np.arange(up)[:, None] / up
-    taps = np.arange(2 * width)[None, :] - width + 1
-    distance = phase - taps
-    window = np.i0(_KAISER_BETA * np.sqrt(np.clip(1 - (distance / width) ** 2, 0, None)))
-    bank = cutoff * np.sinc(cutoff * distance) * window / np.i0(_KAISER_BETA)
-    bank.setflags(write=False)
-    return up, down, width, bank
-
-
-def _apply(x: np.ndarray, first_out: int, count: int, up: int, down: int,
-           width: int, bank: np.ndarray, x_origin: int) -> np.ndarray:
-    """Outputs first_out..first_out+count-1 from input x whose sample 0 is
-    input index ``x_origin``; x must hold every input the kernels touch."""
-    if count <= 0:
-        return np.zeros(0, dtype=np.float32)
-    position = (np.arange(first_out, first_out + count, dtype=np.int64)) * down
-    base = position // up
-    phase = position % up
-    index = base[:, None] + np.arange(2 * width)[None, :] - width + 1 - x_origin
-    return (x[index] * bank[phase]).sum(axis=1).astype(np.float32)
-
-
 def resample(samples: np.ndarray, src: int, dst: int) -> np.ndarray:
-    """Resample a whole signal (float or int) to float32 at ``dst`` Hz."""
-    if src <= 0 or dst <= 0:
-        raise AudioError(f"sample rates must be positive ({src} -> {dst})")
+    """Resample a whole mono signal (float or int) to float32 at ``dst`` Hz."""
     x = np.asarray(samples, dtype=np.float64)
     if x.ndim != 1:
         raise AudioError(f"audio must be mono (1-D), not shape {x.shape}")
-    if src == dst:
-        return x.astype(np.float32)
-    up, down, width, bank = _filter_bank(src, dst)
-    count = (len(x) * up) // down
-    padded = np.concatenate([np.zeros(width), x, np.zeros(width + 1)])
-    return _apply(padded, 0, count, up, down, width, bank, -width)
+    try:
+        return one_resampler.resample(x, src, dst).astype(np.float32)
+    except ResampleError as err:
+        raise AudioError(str(err)) from None
 
 
 class StreamResampler:
     """Resample a signal that arrives in chunks, as if it came in one piece.
 
-    Keeps the filter's history between chunks; ``flush()`` returns the tail
-    the last kernels were waiting for.
+    The product's one resampler (siprec.media.resample) seen from here:
+    float32 out whatever comes in, AudioError for bad rates. ``flush()``
+    returns the tail the last outputs were waiting for.
     """
 
     def __init__(self, src: int, dst: int) -> None:
-        if src <= 0 or dst <= 0:
-            raise AudioError(f"sample rates must be positive ({src} -> {dst})")
+        try:
+            self._resampler = one_resampler.StreamResampler(src, dst)
+        except ResampleError as err:
+            raise AudioError(str(err)) from None
         self.src, self.dst = src, dst
-        self._up, self._down, self._width, self._bank = _filter_bank(src, dst)
-        self._history = np.zeros(self._width, dtype=np.float64)  # zeros before the start
-        self._origin = -self._width  # input index of _history[0]
-        self._received = 0  # input samples seen
-        self._emitted = 0  # output samples produced
 
     def feed(self, samples: np.ndarray) -> np.ndarray:
         """Resample the next chunk; returns the float32 outputs now complete."""
-        x = np.asarray(samples, dtype=np.float64)
-        if self.src == self.dst:
-            self._received += len(x)
-            self._emitted += len(x)
-            return x.astype(np.float32)
-        self._history = np.concatenate([self._history, x])
-        self._received += len(x)
-        # Output n needs inputs up to floor(n*down/up) + width.
-        last_ready = ((self._received - self._width) * self._up - 1) // self._down
-        return self._produce(last_ready + 1)
+        return self._resampler.process(np.asarray(samples, dtype=np.float64)).astype(np.float32)
 
     def flush(self) -> np.ndarray:
-        """Outputs still owed for the input received so far (zero-padded)."""
-        if self.src == self.dst:
-            return np.zeros(0, dtype=np.float32)
-        self._history = np.concatenate([self._history, np.zeros(self._width + 1)])
-        return self._produce((self._received * self._up) // self._down)
-
-    def _produce(self, end: int) -> np.ndarray:
-        count = end - self._emitted
-        out = _apply(self._history, self._emitted, count, self._up, self._down,
-                     self._width, self._bank, self._origin)
-        self._emitted = max(self._emitted, end)
-        # Keep only the inputs future kernels can still touch.
-        keep_from = (self._emitted * self._down) // self._up - self._width + 1
-        drop = max(0, keep_from - self._origin)
-        if drop:
-            self._history = self._history[drop:]
-            self._origin += drop
-        return out
+        """Outputs still owed for the input received so far."""
+        return self._resampler.flush().astype(np.float32)
 
 
 def wav_bytes(pcm: np.ndarray, sample_rate: int) -> bytes:

@@ -12,6 +12,10 @@ from siprec.media.combine import CombineError, combine_legs
 from siprec.media.wav import WavWriter, read_wav
 
 
+def sine(freq: float, rate: int, frames: int) -> np.ndarray:
+    return np.round(8000 * np.sin(2 * np.pi * freq * np.arange(frames) / rate)).astype(np.int16)
+
+
 class CombineTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.dir = self.mktemp()
@@ -74,25 +78,39 @@ class CombineTests(SynchronousTestCase):
         self.assertEqual(data[10:, 1].tolist(), [5] * 20)
 
     def test_resample_down(self) -> None:
-        """A 16 kHz leg is resampled to 8 kHz; its offset is converted too."""
-        ramp = np.arange(0, 3200, 2)  # 1600 frames at 16 kHz, slope 2 per sample
-        wide = self.leg("w.wav", ramp, rate=16000)
+        """A 16 kHz leg is resampled to 8 kHz (a tone stays that tone); its offset is converted too."""
+        wide = self.leg("w.wav", sine(1000, 16000, 1600), rate=16000)  # 100 ms
         narrow = self.leg("n.wav", np.full(400, 7))
         combine_legs([(narrow, 0), (wide, 200)], self.out, 8000, block_frames=64)
         _, data = self.combined()
         self.assertEqual(data.shape, (100 + 800, 2))
         self.assertFalse(data[:100, 1].any())
-        np.testing.assert_array_equal(data[100:, 1], np.arange(0, 3200, 4))
+        inner = slice(100 + 40, 900 - 40)  # away from the leg's own edges
+        error = data[inner, 1].astype(np.int32) - sine(1000, 8000, 800)[40:-40]
+        self.assertLessEqual(int(np.abs(error).max()), 2)
 
     def test_resample_up(self) -> None:
-        """An 8 kHz leg is interpolated linearly up to 48 kHz."""
-        ramp = np.arange(0, 600, 6)  # 100 frames
-        narrow = self.leg("n.wav", ramp)
+        """An 8 kHz leg reaches 48 kHz as the same tone, at its converted offset, with no images."""
+        narrow = self.leg("n.wav", sine(440, 8000, 800))  # 100 ms
         combine_legs([(narrow, 10)], self.out, 48000, block_frames=50)
         rate, data = self.combined()
-        self.assertEqual((rate, data.shape), (48000, (60 + 600, 1)))
-        np.testing.assert_array_equal(data[60:654, 0], np.arange(0, 594))
-        self.assertEqual(data[-1, 0], 594)  # held at the last input sample
+        self.assertEqual((rate, data.shape), (48000, (60 + 4800, 1)))
+        self.assertFalse(data[:60, 0].any())
+        error = data[60 + 300 : -300, 0].astype(np.int32) - sine(440, 48000, 4800)[300:-300]
+        self.assertLessEqual(int(np.abs(error).max()), 2)
+
+    def test_resampled_block_size_does_not_matter(self) -> None:
+        """Resampling legs in blocks of any size gives the same bytes, stereo legs included."""
+        rng = np.random.default_rng(4)
+        a = self.leg("a.wav", rng.integers(-20000, 20000, 1601), rate=16000)
+        b = self.leg("b.wav", rng.integers(-20000, 20000, (700, 2)), channels=2)
+        outputs = []
+        for block in (1, 13, 256, 100000):
+            combine_legs([(a, 17), (b, 3)], self.out, 48000, block_frames=block)
+            outputs.append(self.combined()[1])
+        self.assertEqual(outputs[0].shape, (max(17 * 3 + 4803, 3 * 6 + 4200), 3))
+        for other in outputs[1:]:
+            np.testing.assert_array_equal(outputs[0], other)
 
     def test_stdlib_reads_result(self) -> None:
         """The combined file is a plain RIFF/WAVE the stdlib can read."""

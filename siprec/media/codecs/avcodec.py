@@ -11,7 +11,7 @@ need it are simply not offered.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -114,50 +114,3 @@ class AvDecoderContext:
         if pcm.size % self.channels:
             raise DecodeError(f"{self.codec} returned a partial {self.channels}-channel frame")
         return pcm
-
-
-class ExactResampler:
-    """Sample-rate conversion that returns exactly in * out_rate / in_rate samples.
-
-    FFmpeg's resampler holds back a few samples (its filter delay), so a
-    packet's output would come out a little short and the timeline would
-    see gaps. This pads the very start with that delay once and carries
-    any surplus, so every call yields the count its input implies
-    (cumulatively rounded), and the audio is merely late by the filter
-    delay, a fraction of a millisecond.
-    """
-
-    def __init__(self, in_rate: int, out_rate: int, channels: int) -> None:
-        if not available():
-            raise DecodeError("PyAV is not installed: no resampler")
-        self.in_rate = in_rate
-        self.out_rate = out_rate
-        self.channels = channels
-        self._layout = _LAYOUTS[channels]
-        self._resampler = _av.AudioResampler(format="s16", layout=self._layout, rate=out_rate)
-        self._in_total = 0
-        self._out_total = 0
-        self._carry = np.zeros(0, dtype=np.int16)
-
-    def resample(self, pcm: np.ndarray) -> np.ndarray:
-        """Convert int16 interleaved PCM at ``in_rate``."""
-        frames_in = pcm.size // self.channels
-        if frames_in == 0:
-            return np.zeros(0, dtype=np.int16)
-        frame = _av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(pcm, dtype=np.int16).reshape(1, -1), format="s16", layout=self._layout
-        )
-        frame.sample_rate = self.in_rate
-        produced: List[np.ndarray] = [self._carry]
-        for out in self._resampler.resample(frame):
-            produced.append(frame_to_pcm(out))
-        got = np.concatenate(produced)
-        self._in_total += frames_in
-        target = (self._in_total * self.out_rate) // self.in_rate
-        want = (target - self._out_total) * self.channels
-        self._out_total = target
-        if got.size < want:
-            # Only the filter delay at the start can leave us short.
-            got = np.concatenate([np.zeros(want - got.size, dtype=np.int16), got])
-        self._carry = got[want:]
-        return got[:want]

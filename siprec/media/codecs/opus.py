@@ -6,8 +6,10 @@ channel count of the recording comes from the fmtp: ``sprop-stereo=1``
 otherwise the stream is decoded to mono, as RFC 7587 section 6.1 lets a
 receiver do. A nonstandard ``opus/48000/1`` is mono.
 
-Output is 48 kHz unless the options ask for another Opus rate; the RTP
-clock stays 48 kHz, so ``samples_per_tick`` becomes out_rate / 48000.
+Output is 48 kHz unless the options ask for another Opus rate (then the
+product's one resampler converts each packet to exactly its share of
+samples); the RTP clock stays 48 kHz, so ``samples_per_tick`` becomes
+out_rate / 48000.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Optional
 
 import numpy as np
 
-from siprec.media.codecs.avcodec import AvDecoderContext, ExactResampler
+from siprec.media.codecs.avcodec import AvDecoderContext
 from siprec.media.codecs.base import Decoder, DecoderOptions
 from siprec.media.codecs.fmtp import flag, fmtp_params
+from siprec.media.resample import PacketResampler
 from siprec.media.spec import PayloadFormat
 
 CLOCK_RATE = 48000
@@ -42,13 +45,13 @@ class OpusDecoder(Decoder):
         # libopus in FFmpeg always decodes at 48 kHz; other rates are resampled.
         self._ctx = AvDecoderContext("libopus", CLOCK_RATE, channels)
         self._resampler = (
-            ExactResampler(CLOCK_RATE, sample_rate, channels) if sample_rate != CLOCK_RATE else None
+            PacketResampler(CLOCK_RATE, sample_rate, channels) if sample_rate != CLOCK_RATE else None
         )
 
     def decode(self, payload: bytes) -> np.ndarray:
         pcm = self._ctx.decode(payload)
         if self._resampler is not None:
-            pcm = self._resampler.resample(pcm)
+            pcm = self._resampler.process(pcm)
         return pcm
 
 

@@ -2,8 +2,8 @@
 
 Legs arrive as spans placed on the call timeline by sample offset, possibly
 at different rates (a G.722 leg at 16 kHz next to a G.711 one at 8 kHz).
-Each leg is resampled to the mix rate by a streaming windowed-sinc
-resampler, lined up by offset, summed and kept inside full scale either by
+Each leg is resampled to the mix rate by the product's one streaming
+resampler (siprec.media.resample), lined up by offset, summed and kept inside full scale either by
 averaging (``headroom="average"``: the sum divided by the number of legs,
 which can never clip) or by a soft limiter (``headroom="limit"``: samples
 below the knee pass unchanged, louder ones bend smoothly towards but never
@@ -13,12 +13,11 @@ reach full scale). Input int16 or float; output float32, full scale 1.0.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from math import gcd
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from siprec.media import resample as one_resampler
 from siprec.media.dsp.base import (
     Aligner,
     Chunk,
@@ -44,10 +43,6 @@ __all__ = [
 ]
 
 HEADROOM_MODES = ("limit", "average")
-
-_TAPS_PER_SIDE = 16  # at the lower of the two rates
-_KAISER_BETA = 8.0  # about 80 dB stop-band
-_ROLLOFF = 0.92  # cut-off as a fraction of the lower Nyquist frequency
 
 
 def soft_limit(x: np.ndarray, knee: float = 0.7) -> np.ndarray:
@@ -107,89 +102,24 @@ def mix_down(
     return start, _combine(placed, headroom, knee).astype(np.float32)
 
 
-@lru_cache(maxsize=32)
-def _phase_taps(src: int, dst: int) -> Tuple[int, int, int, np.ndarray]:
-    """``(up, down, half width in input samples, taps per output phase)``."""
-    g = gcd(src, dst)
-    up, down = dst // g, src // g
-    scale = min(1.0, dst / src)
-    half = int(np.ceil(_TAPS_PER_SIDE / scale))
-    cutoff = 0.5 * scale * _ROLLOFF  # cycles per input sample
-    i = np.arange(2 * half)
-    taps = np.empty((up, 2 * half), dtype=np.float64)
-    for p in range(up):
-        tau = p / up + half - 1 - i  # output time minus tap position, in input samples
-        w = np.i0(_KAISER_BETA * np.sqrt(np.clip(1.0 - (tau / half) ** 2, 0.0, None))) / np.i0(_KAISER_BETA)
-        h = 2 * cutoff * np.sinc(2 * cutoff * tau) * w
-        taps[p] = h / h.sum()
-    taps.setflags(write=False)
-    return up, down, half, taps
+class StreamResampler(one_resampler.StreamResampler):
+    """The product's one resampler (siprec.media.resample) on the DSP's terms.
 
-
-class StreamResampler:
-    """Rational-ratio resampler over a continuous stream, fed in any chunks.
-
-    Output sample ``j`` sits at input time ``j * src / dst`` on the same
-    absolute timeline as the input (``start`` is the input position of the
-    first sample fed), so offsets convert exactly and legs stay aligned.
-    Output lags input by about 16 input samples (more when downsampling)
-    until ``flush``. Samples before ``start`` and after the end read as zero.
+    Rates must be ones the DSP supports, samples come out as float64
+    whatever goes in, and feeding after ``flush`` is a DspError. Output
+    sample ``j`` sits at input time ``j * src / dst`` on the same absolute
+    timeline as the input (``start`` is the input position of the first
+    sample fed), so offsets convert and legs stay aligned.
     """
 
     def __init__(self, src: int, dst: int, start: int = 0) -> None:
-        self.src, self.dst = check_rate(src), check_rate(dst)
-        self._up, self._down, self._half, self._taps = _phase_taps(self.src, self.dst)
-        self._buf = np.zeros(self._half, dtype=np.float64)
-        self._buf_start = start - self._half  # input index of _buf[0]
-        self._next = -(-start * self._up // self._down)  # first output with time >= start
-        self.start_out = self._next
-        self._flushed = False
-
-    @property
-    def position(self) -> int:
-        """Index (at ``dst``) of the next output sample."""
-        return self._next
+        super().__init__(check_rate(src), check_rate(dst), 1, check_offset(start))
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Feed input samples (float, full scale 1.0); returns the outputs now complete."""
-        if self._flushed:
+        if self.flushed:
             raise DspError("resampler was flushed; start a new one for a new run")
-        if len(samples):
-            self._buf = np.concatenate([self._buf, np.asarray(samples, dtype=np.float64)])
-        return self._produce(self._buf_start + len(self._buf))
-
-    def flush(self) -> np.ndarray:
-        """Outputs up to the end of the input, reading zeros past it."""
-        if self._flushed:
-            return np.zeros(0, dtype=np.float64)
-        end = self._buf_start + len(self._buf)
-        self._buf = np.concatenate([self._buf, np.zeros(self._half + 1, dtype=np.float64)])
-        last = -(-end * self._up // self._down)  # outputs with time < end
-        first = self._next
-        out = self._produce(self._buf_start + len(self._buf))
-        out = out[: max(0, last - first)]
-        self._next = first + len(out)
-        self._flushed = True
-        return out
-
-    def _produce(self, available: int) -> np.ndarray:
-        up, down, half = self._up, self._down, self._half
-        # output j needs input up to floor(j*down/up) + half
-        last = ((available - half) * up - 1) // down
-        count = last - self._next + 1
-        if count <= 0:
-            return np.zeros(0, dtype=np.float64)
-        j = np.arange(self._next, self._next + count, dtype=np.int64)
-        base = (j * down) // up - half + 1 - self._buf_start
-        phase = (j * down) % up
-        windows = self._buf[base[:, None] + np.arange(2 * half)]
-        out = np.einsum("ij,ij->i", windows, self._taps[phase])
-        self._next += count
-        keep_from = (self._next * down) // up - half + 1 - self._buf_start
-        if keep_from > 0:
-            self._buf = self._buf[keep_from:]
-            self._buf_start += keep_from
-        return out
+        return super().process(np.asarray(samples, dtype=np.float64))
 
 
 def resample(samples: np.ndarray, src: int, dst: int) -> np.ndarray:
@@ -197,8 +127,7 @@ def resample(samples: np.ndarray, src: int, dst: int) -> np.ndarray:
     x = as_float(samples, "samples")
     if check_rate(src) == check_rate(dst):
         return x.astype(np.float32)
-    r = StreamResampler(src, dst)
-    return np.concatenate([r.process(x), r.flush()]).astype(np.float32)
+    return one_resampler.resample(x, src, dst).astype(np.float32)
 
 
 @dataclass(frozen=True, slots=True)
