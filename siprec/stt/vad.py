@@ -7,6 +7,16 @@ utterance (its frames become the pre-roll so the first syllable is kept), a
 long enough run of silence closes it, and an utterance that never pauses is
 cut at ``max_utterance`` so results keep flowing. Gaps in the leg's timeline
 count as silence. No clock, no threads: feed samples, get utterances.
+
+Why WebRTC's VAD here and the analysis path's detector
+(``siprec.media.dsp.vad``) there: ``bench/vad.py`` measured both on both
+jobs. For utterances a lost word cannot be won back, and WebRTC's VAD lost
+none even at 0 dB SNR, at a tenth of the analysis detector's CPU; that
+detector is the better judge of talk time in noise but drops speech the
+recognizer needs. Figures in docs/stt.md. What both need is shared with it:
+frames cut by its ``Framer``, levels as its ``mean_power``, and the call
+timeline (overlaps dropped, short holes filled) kept by
+``siprec.media.dsp.base.Continuity``.
 """
 
 from __future__ import annotations
@@ -17,6 +27,8 @@ from typing import Callable
 
 import numpy as np
 
+from siprec.media.dsp.base import Continuity
+from siprec.media.dsp.vad import Framer, dbfs_to_power, mean_power
 from siprec.stt.audio import AudioError, as_int16
 
 __all__ = [
@@ -52,11 +64,10 @@ def energy_classifier(threshold_dbfs: float = -40.0) -> FrameClassifier:
     A fallback and a predictable classifier for tests; WebRTC's VAD is far
     better at telling speech from noise.
     """
-    limit = 32768.0 * 10 ** (threshold_dbfs / 20)
+    limit = dbfs_to_power(threshold_dbfs)
 
     def classify(frame: np.ndarray, rate: int) -> bool:
-        rms = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2))) if len(frame) else 0.0
-        return rms > limit
+        return mean_power(frame) > limit
 
     return classify
 
@@ -133,9 +144,9 @@ class Segmenter:
         self._tail_frames = min(self._end_frames, settings.keep_tail_ms // settings.frame_ms)
         self._min_voiced = max(1, settings.min_speech_ms // settings.frame_ms)
         self._max_frames = int(settings.max_utterance * 1000) // settings.frame_ms
-        self._pending = np.zeros(0, dtype=np.int16)  # less than one frame
-        self._pending_start: int | None = None  # call offset of _pending[0]
-        self._next: int | None = None  # call offset expected next
+        self._framer = Framer(self._frame, np.int16)
+        # A hole shorter than the silence that closes an utterance is filled inside speech.
+        self._timeline = Continuity(self._end_frames * self._frame - 1)
         self._recent: deque[tuple[np.ndarray, int, bool]] = deque(maxlen=self._window)
         self._frames: list[np.ndarray] = []  # open utterance
         self._start = 0
@@ -153,7 +164,7 @@ class Segmenter:
     @property
     def position(self) -> int | None:
         """Call offset of the next sample expected (None before any audio)."""
-        return self._next
+        return self._timeline.end
 
     def open_utterance(self) -> Utterance | None:
         """The utterance in progress so far (for partial results), or None."""
@@ -174,54 +185,36 @@ class Segmenter:
         pcm = as_int16(pcm)
         if offset < 0:
             raise AudioError(f"offset must not be negative, not {offset}")
+        place = self._timeline.place(offset, len(pcm))  # audio already seen is skipped
         done: list[Utterance] = []
-        if self._next is not None:
-            if offset < self._next:  # overlap with audio already seen: drop it
-                skip = self._next - offset
-                if skip >= len(pcm):
-                    return done
-                pcm, offset = pcm[skip:], self._next
-            elif offset > self._next:
-                done.extend(self._gap(offset - self._next))
-        if self._pending_start is None:
-            self._pending_start = offset
-        self._pending = np.concatenate([self._pending, pcm]) if len(self._pending) else pcm
-        self._next = offset + len(pcm)
-        usable = len(self._pending) - len(self._pending) % self._frame
-        start = self._pending_start
-        for i in range(0, usable, self._frame):
-            done.extend(self._frame_in(self._pending[i:i + self._frame], start + i))
-        self._pending = self._pending[usable:].copy()
-        self._pending_start = start + usable
+        if place.fill and self._frames:
+            # A short hole inside speech: zeros keep the utterance contiguous.
+            done.extend(self._run(np.zeros(place.fill, dtype=np.int16), place.start))
+        elif place.fill or place.restart:
+            # A hole outside speech, or a long one: it is silence, start afresh.
+            done.extend(self._close(trim=True))
+            self._recent.clear()
+            self._framer.clear()
+        done.extend(self._run(pcm[place.skip:], place.start + place.fill))
         return done
 
     def flush(self) -> list[Utterance]:
         """End of the leg: close the open utterance (if it holds speech)."""
-        done: list[Utterance] = []
-        if len(self._pending) and self._frames:
-            frame = np.zeros(self._frame, dtype=np.int16)
-            frame[: len(self._pending)] = self._pending
+        frame = self._framer.flush()
+        if frame is not None and self._frames:
             self._frames.append(frame)
-        self._pending = np.zeros(0, dtype=np.int16)
-        self._pending_start = self._next
-        done.extend(self._close(trim=True))
+        done = self._close(trim=True)
         self._recent.clear()
         return done
 
     # -- internals -----------------------------------------------------------
 
-    def _gap(self, missing: int) -> list[Utterance]:
-        """A hole in the timeline: silence. Short holes inside speech are
-        filled with zeros so the utterance stays contiguous; long ones close it."""
-        limit = self._end_frames * self._frame
-        if self._frames and missing < limit:
-            filler = np.zeros(missing, dtype=np.int16)
-            assert self._next is not None
-            return self.feed(filler, self._next)
-        done = self._close(trim=True)
-        self._recent.clear()
-        self._pending = np.zeros(0, dtype=np.int16)
-        self._pending_start = None
+    def _run(self, pcm: np.ndarray, start: int) -> list[Utterance]:
+        """Contiguous samples at call offset ``start``, after those the framer holds."""
+        first = start - self._framer.pending
+        done: list[Utterance] = []
+        for i, frame in enumerate(self._framer.push(pcm)):
+            done.extend(self._frame_in(frame, first + i * self._frame))
         return done
 
     def _frame_in(self, frame: np.ndarray, offset: int) -> list[Utterance]:

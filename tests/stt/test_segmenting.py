@@ -90,6 +90,27 @@ class SegmenterTests(SynchronousTestCase):
         seg.feed(speech(1), RATE // 2)  # half new
         self.assertEqual(seg.position, RATE + RATE // 2)
 
+    def test_packet_size_does_not_change_utterances(self) -> None:
+        """Frames fall on the same grid whether the leg comes whole or in odd packets."""
+        audio = np.concatenate([silence(0.7), speech(1.3), silence(0.9), speech(0.8), silence(1)])
+        whole = segmenter()
+        expected = whole.feed(audio, 0) + whole.flush()
+        for step in (7, 160, 333):
+            seg = segmenter()
+            got = feed_packets(seg, audio, step=step) + seg.flush()
+            self.assertEqual([(u.start, u.end, u.voiced_frames) for u in got],
+                             [(u.start, u.end, u.voiced_frames) for u in expected], step)
+            self.assertEqual(seg.frames_seen, whole.frames_seen)
+
+    def test_energy_threshold_in_dbfs(self) -> None:
+        """The energy classifier's threshold is the level of the frame in dBFS."""
+        classify = energy_classifier(-40.0)
+        tone = np.sin(np.arange(240) * 2 * np.pi * 300 / RATE)
+        for dbfs, expected in ((-37.0, True), (-43.0, False)):
+            level = np.sqrt(2) * 32768 * 10 ** (dbfs / 20)  # sine peak for that RMS
+            self.assertEqual(classify(np.round(tone * level).astype(np.int16), RATE), expected, dbfs)
+        self.assertFalse(classify(np.zeros(0, dtype=np.int16), RATE))
+
     def test_hostile_input(self) -> None:
         seg = segmenter()
         self.assertRaises(AudioError, seg.feed, np.zeros(10), 0)

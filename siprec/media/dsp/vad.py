@@ -16,9 +16,13 @@ that it may climb fast, so an odd start (a fade-in, a noise reducer
 settling) does not read as speech. Frames the caller vetoes (residual
 echo of the other leg) are non-speech and leave the floor alone.
 
-This is the analysis path's VAD; utterance segmentation for STT lives in
-``siprec.stt.vad``. Input int16 or float (full scale 1.0); decisions are
-one bool per frame, frames counted from the first sample fed.
+This is the analysis path's VAD. Utterance segmentation for STT
+(``siprec.stt.vad``) classifies frames with WebRTC's VAD instead, because
+``bench/vad.py`` measured the two jobs wanting different detectors (see
+docs/media.md); the parts both need live here once: ``Framer`` (fixed
+frames from any chunking), ``mean_power`` / ``dbfs_to_power`` (what a level
+in dBFS means) and ``Hangover``. Input int16 or float (full scale 1.0);
+decisions are one bool per frame, frames counted from the first sample fed.
 """
 
 from __future__ import annotations
@@ -32,11 +36,16 @@ from siprec.media.dsp.base import DspError, as_float, check_numbers, check_rate
 
 __all__ = [
     "FRAME_MS",
+    "Framer",
+    "Hangover",
     "SegmentTracker",
     "SpeechSegment",
     "VadConfig",
     "VoiceActivityDetector",
+    "dbfs_to_power",
+    "mean_power",
     "overlap_samples",
+    "power_to_dbfs",
     "segments_from_decisions",
 ]
 
@@ -49,6 +58,103 @@ _FLOOR_ENERGY = 1e-12  # -120 dBFS: digital silence has a floor to compare with
 _SETTLE_MS = 100
 _WARMUP_MS = 500
 _WARMUP_RISE_DB_PER_S = 100.0
+_INT16_FULL_SCALE = 32768.0
+
+
+def mean_power(frame: np.ndarray) -> float:
+    """Mean square at full scale 1.0 (int16 counts 32768 as full scale); 0 for no samples.
+
+    One definition of a frame's level for every detector: a full-scale sine
+    is -3 dBFS whether it arrives as int16 or float.
+    """
+    if not len(frame):
+        return 0.0
+    if frame.dtype == np.int16:
+        x = frame.astype(np.float64)
+        return float(np.dot(x, x)) / (len(x) * _INT16_FULL_SCALE * _INT16_FULL_SCALE)
+    return float(np.dot(frame, frame)) / len(frame)
+
+
+def dbfs_to_power(dbfs: float) -> float:
+    """The mean power (as ``mean_power`` gives it) of a level in dBFS."""
+    return float(10 ** (dbfs / 10))
+
+
+def power_to_dbfs(power: float) -> float:
+    """A mean power in dBFS, floored at -120 dBFS so digital silence has a level."""
+    return float(10 * np.log10(max(power, _FLOOR_ENERGY)))
+
+
+class Framer:
+    """Fixed frames of ``size`` samples out of a stream fed in any chunks.
+
+    ``push`` returns the frames now complete as the rows of one array; the
+    rest waits for the next chunk, so where frames fall never depends on
+    how the stream was cut. ``flush`` hands out the partial frame
+    zero-padded and starts a new grid.
+    """
+
+    def __init__(self, size: int, dtype: type = np.float64) -> None:
+        if size < 1:
+            raise DspError(f"frame size must be at least 1 sample, got {size}")
+        self.size = size
+        self._rest = np.zeros(0, dtype=dtype)
+
+    @property
+    def pending(self) -> int:
+        """Samples waiting for the rest of their frame."""
+        return len(self._rest)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        x = np.concatenate([self._rest, samples]) if len(self._rest) else samples
+        count = len(x) // self.size
+        self._rest = x[count * self.size :].copy()
+        return x[: count * self.size].reshape(count, self.size)
+
+    def flush(self) -> Optional[np.ndarray]:
+        """The waiting samples padded to a frame with zeros, or None when none wait."""
+        if not len(self._rest):
+            return None
+        frame = np.zeros(self.size, dtype=self._rest.dtype)
+        frame[: len(self._rest)] = self._rest
+        self.clear()
+        return frame
+
+    def clear(self) -> None:
+        """Forget the waiting samples (a gap follows)."""
+        self._rest = self._rest[:0]
+
+
+class Hangover:
+    """Speech held for ``hold`` frames after a burst of at least ``burst`` speech frames.
+
+    The dips between syllables stay speech, while a click shorter than a
+    burst is reported as it is and not stretched into talk time.
+    """
+
+    __slots__ = ("hold", "burst", "_run", "_left")
+
+    def __init__(self, hold: int, burst: int) -> None:
+        self.hold = max(0, hold)
+        self.burst = max(1, burst)
+        self._run = 0
+        self._left = 0
+
+    def __call__(self, raw: bool) -> bool:
+        if raw:
+            self._run += 1
+            if self._run >= self.burst:
+                self._left = self.hold
+            return True
+        self._run = 0
+        if self._left:
+            self._left -= 1
+            return True
+        return False
+
+    def reset(self) -> None:
+        self._run = 0
+        self._left = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,20 +240,19 @@ class VoiceActivityDetector:
         self._rise = 10 ** (config.rise_db_per_s / frames_per_s / 10)
         self._noise_rise = 10 ** (config.noise_rise_db_per_s / frames_per_s / 10)
         self._warmup_rise = 10 ** (_WARMUP_RISE_DB_PER_S / frames_per_s / 10)
-        self._hangover = int(round(config.hangover_ms / config.frame_ms))
-        self._burst = max(1, int(round(config.min_burst_ms / config.frame_ms)))
-        self._min_energy = 10 ** (config.min_level_dbfs / 10)
+        self._hangover = Hangover(
+            int(round(config.hangover_ms / config.frame_ms)), int(round(config.min_burst_ms / config.frame_ms))
+        )
+        self._min_energy = dbfs_to_power(config.min_level_dbfs)
         # Band energy of a flat signal at min_level_dbfs: the spread is measured
         # against a floor no lower than that, so speech after digital silence
         # (gap-filled zeros) is not clipped flat and mistaken for a noise jump.
         self._band_floor = self._min_energy / (2.0 * float(np.sum(self._counts)))
-        self._buf = np.zeros(0, dtype=np.float64)
-        self._veto = np.zeros(0, dtype=bool)
+        self._samples = Framer(self.frame)
+        self._vetoes = Framer(self.frame, bool)  # the veto travels with its samples
         self._history = np.zeros(self._span - self.frame, dtype=np.float64)
         self._smooth: Optional[np.ndarray] = None
         self._noise: Optional[np.ndarray] = None
-        self._run = 0
-        self._hang = 0
         # The first frames set the floor; for half a second after them it
         # may climb fast (the start may have been quieter than the noise).
         self._warmup = int(round(_WARMUP_MS / config.frame_ms))
@@ -161,8 +266,7 @@ class VoiceActivityDetector:
         """Current noise floor over the speech band (dBFS, per-sample power), None before any frame."""
         if self._noise is None:
             return None
-        power = 2.0 * float(np.sum(self._noise * self._counts))  # both halves of the spectrum
-        return float(10 * np.log10(max(power, _FLOOR_ENERGY)))
+        return power_to_dbfs(2.0 * float(np.sum(self._noise * self._counts)))  # both halves of the spectrum
 
     def process(self, samples: object, veto: Optional[np.ndarray] = None) -> np.ndarray:
         """Decisions (bool) for the frames completed by ``samples``.
@@ -181,29 +285,20 @@ class VoiceActivityDetector:
                 raise DspError(f"veto must be booleans, one per sample ({e})") from e
             if v.shape != x.shape:
                 raise DspError(f"veto has {v.shape} entries for {x.shape} samples")
-        if len(self._buf):
-            x = np.concatenate([self._buf, x])
-            v = np.concatenate([self._veto, v])
-        count = len(x) // self.frame
-        out = np.zeros(count, dtype=bool)
-        for i in range(count):
-            s = slice(i * self.frame, (i + 1) * self.frame)
-            out[i] = self._decide(x[s], 2 * int(np.count_nonzero(v[s])) > self.frame)
-        self._buf = x[count * self.frame :].copy()
-        self._veto = v[count * self.frame :].copy()
+        frames, vetoes = self._samples.push(x), self._vetoes.push(v)
+        out = np.zeros(len(frames), dtype=bool)
+        for i in range(len(frames)):
+            out[i] = self._decide(frames[i], 2 * int(np.count_nonzero(vetoes[i])) > self.frame)
         return out
 
     def flush(self) -> np.ndarray:
         """The partial frame's decision (if any samples wait), then a fresh frame grid."""
         out = np.zeros(0, dtype=bool)
-        if len(self._buf):
-            frame = np.concatenate([self._buf, np.zeros(self.frame - len(self._buf))])
-            out = np.array([self._decide(frame, 2 * int(np.count_nonzero(self._veto)) > self.frame)], dtype=bool)
-        self._buf = np.zeros(0, dtype=np.float64)
-        self._veto = np.zeros(0, dtype=bool)
+        frame, veto = self._samples.flush(), self._vetoes.flush()
+        if frame is not None and veto is not None:
+            out = np.array([self._decide(frame, 2 * int(np.count_nonzero(veto)) > self.frame)], dtype=bool)
         self._history = np.zeros(self._span - self.frame, dtype=np.float64)
-        self._run = 0
-        self._hang = 0
+        self._hangover.reset()
         return out
 
     def _decide(self, frame: np.ndarray, vetoed: bool = False) -> bool:
@@ -215,7 +310,7 @@ class VoiceActivityDetector:
         spectrum = np.fft.rfft(span * self._window, self._n_fft)
         power = (spectrum.real**2 + spectrum.imag**2)[self._lo : self._hi] * self._scale
         bands = np.add.reduceat(power, self._starts - self._lo) / self._counts + _FLOOR_ENERGY
-        level = float(np.dot(frame, frame)) / len(frame)
+        level = mean_power(frame)
         if self._smooth is None or self._noise is None:
             self._smooth = bands.copy()
             self._noise = bands.copy()
@@ -250,16 +345,7 @@ class VoiceActivityDetector:
             rise = self._warmup_rise if self._warmup else self._rise if raw else self._noise_rise
             self._noise = np.minimum(self._noise * rise, self._smooth)
             self._warmup = max(0, self._warmup - 1)
-        if raw:
-            self._run += 1
-            if self._run >= self._burst:
-                self._hang = self._hangover
-            decision = True
-        else:
-            self._run = 0
-            decision = self._hang > 0
-            if self._hang:
-                self._hang -= 1
+        decision = self._hangover(raw)
         self.frames += 1
         self.speech_frames += decision
         return decision

@@ -21,11 +21,16 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from siprec.media.dsp.base import DspError
 from siprec.media.dsp.vad import (
+    Framer,
+    Hangover,
     SegmentTracker,
     SpeechSegment,
     VadConfig,
     VoiceActivityDetector,
+    dbfs_to_power,
+    mean_power,
     overlap_samples,
+    power_to_dbfs,
     segments_from_decisions,
 )
 from tests.media.dsp import signals as S
@@ -308,3 +313,43 @@ class DigitalSilenceOnsetTests(SynchronousTestCase):
         speech = decisions[50:100]
         self.assertGreaterEqual(speech[:5].sum(), 4)
         self.assertGreaterEqual(speech.mean(), 0.95)
+
+
+class SharedPartsTests(SynchronousTestCase):
+    """The pieces the STT segmenter shares with this detector."""
+
+    def test_framer_grid_does_not_depend_on_chunking(self) -> None:
+        x = np.arange(1000, dtype=np.int16)
+        framer = Framer(160, np.int16)
+        rng = np.random.default_rng(3)
+        frames = np.concatenate([framer.push(c) for c in S.chunked(x, rng, 1, 400)])
+        self.assertEqual(frames.shape, (6, 160))
+        self.assertTrue(np.array_equal(frames.reshape(-1), x[:960]))
+        self.assertEqual(framer.pending, 40)
+        last = framer.flush()
+        assert last is not None
+        self.assertTrue(np.array_equal(last[:40], x[960:]))
+        self.assertFalse(last[40:].any())
+        self.assertIsNone(framer.flush())
+        self.assertEqual(framer.push(x[:100]).shape, (0, 160))  # a fresh grid
+        framer.clear()
+        self.assertEqual(framer.pending, 0)
+        with self.assertRaises(DspError):
+            Framer(0)
+
+    def test_hangover_holds_only_after_a_burst(self) -> None:
+        hang = Hangover(hold=2, burst=2)
+        got = [hang(d) for d in [True, False, False, True, True, False, False, False, True]]
+        self.assertEqual(got, [True, False, False, True, True, True, True, False, True])
+        hang.reset()
+        self.assertEqual([hang(d) for d in [True, False]], [True, False])
+
+    def test_levels_are_the_same_for_int16_and_float(self) -> None:
+        """A full-scale sine is -3 dBFS either way; digital silence has a floor."""
+        sine = np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)
+        pcm = np.round(sine * 32767).astype(np.int16)
+        self.assertAlmostEqual(power_to_dbfs(mean_power(sine)), -3.01, places=2)
+        self.assertAlmostEqual(power_to_dbfs(mean_power(pcm)), -3.01, places=2)
+        self.assertEqual(power_to_dbfs(mean_power(np.zeros(160))), -120.0)
+        self.assertEqual(mean_power(np.zeros(0)), 0.0)
+        self.assertAlmostEqual(dbfs_to_power(-40.0), 1e-4)
