@@ -141,6 +141,10 @@ class SiprecService(service.MultiService):
             opus_sample_rate=int(config.opus_sample_rate),
             record_raw_rtp=config.record_raw_rtp)
         self.media.setServiceParent(self)
+        self.auth = authenticator_from_config(config, reactor)
+        self.realtime = build_realtime(config, reactor, self.auth)
+        self.metrics.registry.register(self.realtime.collector)
+        self.transcription = self._build_transcription()
         self.manager = RecordingManager(
             reactor, self.media,
             ManagerSettings(
@@ -156,7 +160,10 @@ class SiprecService(service.MultiService):
             ),
             metrics=self.metrics,
             threadpool=self.threadpool,
+            events=CallEventPublisher(self.realtime.bus, reactor),
+            transcription=self.transcription,
         )
+        from siprec.recording.multipart import split_siprec_body
         self.core = SipCore(
             reactor, self.manager,
             UasSettings(
@@ -169,13 +176,12 @@ class SiprecService(service.MultiService):
             ),
             metrics=self.metrics,
             peer_for_dialog=self.peer_for_dialog,
+            read_body=split_siprec_body,
         )
         self.manager.signalling = self.core
         self.udp: Dict[int, _UdpListener] = {}
         self.stream_factories: Dict[str, SipStreamFactory] = {}
         self._build_sip_listeners()
-        self._build_realtime()
-        self._build_transcription()
         self._build_http()
         self.metrics.add_live_source(self._live_figures)
         self.health.add_check("sip", self._sip_check)
@@ -214,28 +220,24 @@ class SiprecService(service.MultiService):
         cert = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
         return cert.options()
 
-    def _build_realtime(self) -> None:
-        """Auth for the API and WebSockets; the event bus, /ws, AMQP; call events."""
-        self.auth = authenticator_from_config(self.config, self.reactor)
-        self.realtime = build_realtime(self.config, self.reactor, self.auth)
-        self.manager.events = CallEventPublisher(self.realtime.bus, self.reactor)
-        self.metrics.registry.register(self.realtime.collector)
-
-    def _build_transcription(self) -> None:
+    def _build_transcription(self):
         """Live transcription of every leg (STT_ENABLED): router, engines, post-call queue."""
-        self.transcription = None
         self.stt_pool = None
         if not self.config.stt_enabled:
-            return
+            return None
         from siprec.stt.metrics import SttCollector
         from siprec.stt.service import TranscriptionService
         self.stt_pool = ThreadPool(minthreads=1, maxthreads=self.config.stt_threads,
                                    name="siprec-stt")
-        self.transcription = TranscriptionService(self.config, self.reactor, self.stt_pool,
-                                                  self.manager.transcript_result)
-        self.manager.transcription = self.transcription
-        self.metrics.registry.register(SttCollector(self.transcription.status))
+        transcription = TranscriptionService(self.config, self.reactor, self.stt_pool,
+                                             self._transcript_result)
+        self.metrics.registry.register(SttCollector(transcription.status))
         self.health.add_check("stt", self._stt_check)
+        return transcription
+
+    def _transcript_result(self, result) -> None:
+        """STT results, live or from the post-call queue, go to the call they belong to."""
+        self.manager.transcript_result(result)
 
     def _stt_check(self):
         """Reported, never failing: a broken speech engine must not take recording offline."""

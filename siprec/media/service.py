@@ -1,8 +1,15 @@
-"""The media service: binds a UDP port pair per stream and closes them all on stop."""
+"""The media service: binds a UDP port pair per stream and closes them all on stop.
+
+Its one door is :meth:`MediaService.open_stream`: plain data in (a
+:class:`StreamSpec`), a small :class:`StreamHandle` out, and everything
+the stream has to say delivered as frozen events (:mod:`siprec.media.events`)
+to the ``on_event`` callback. Callers never touch the MediaStream itself,
+which is what lets streams move into worker processes later.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults
@@ -11,9 +18,100 @@ from twisted.internet.interfaces import IReactorTime, IReactorUDP
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from siprec.media.events import (
+    AudioDecoded,
+    DtmfDigit,
+    FirstPacket,
+    OnEvent,
+    RtcpBye,
+    StatsReport,
+    StreamEvent,
+)
 from siprec.media.ports import PortAllocator, PortsExhausted
 from siprec.media.spec import StreamSpec
 from siprec.media.stream import DEFAULT_FLUSH_INTERVAL, MediaStream
+
+__all__ = ["MediaService", "StreamHandle", "PortsExhausted"]
+
+
+class _EventRelay:
+    """Turns a MediaStream's listener calls into frozen events for ``on_event``.
+
+    A failing ``on_event`` is logged once per stream and never reaches the
+    stream: recording goes on whatever its owner does with the news.
+    """
+
+    log = Logger()
+
+    def __init__(self, label: str, on_event: OnEvent) -> None:
+        self.label = label
+        self.on_event = on_event
+        self.failures = 0
+
+    def _send(self, event: StreamEvent) -> None:
+        try:
+            self.on_event(event)
+        except Exception:
+            self.failures += 1
+            if self.failures == 1:
+                self.log.failure("Handling {kind} of stream {label} failed",
+                                 kind=type(event).__name__, label=self.label)
+
+    def stream_first_packet(self, stream: MediaStream) -> None:
+        self._send(FirstPacket(self.label, stream.first_packet_at or 0.0, stream.source))
+
+    def stream_stats(self, stream: MediaStream) -> None:
+        self._send(StatsReport(self.label, stream.stats()))
+
+    def stream_dtmf(self, stream: MediaStream, event) -> None:
+        self._send(DtmfDigit(self.label, event.digit, event.start, event.duration, event.end_seen))
+
+    def stream_rtcp_bye(self, stream: MediaStream, bye) -> None:
+        self._send(RtcpBye(self.label, tuple(bye.ssrcs), bye.reason or ""))
+
+    def audio(self, label: str, pcm, sample_rate: int, offset: int) -> None:
+        # The stream counts and logs sink failures itself (sink_errors).
+        self.on_event(AudioDecoded(label, pcm, sample_rate, offset))
+
+
+class StreamHandle:
+    """What the owner of a stream may do with it, and nothing more."""
+
+    def __init__(self, service: "MediaService", stream: MediaStream) -> None:
+        self._service = service
+        self._stream = stream
+        self.label = stream.spec.label
+        self.port: int = stream.port or 0
+        self._closing: Optional[Deferred] = None
+
+    def pause(self) -> None:
+        """Record silence instead of audio (the timeline keeps running)."""
+        self._stream.pause()
+
+    def resume(self) -> None:
+        self._stream.resume()
+
+    @property
+    def paused(self) -> bool:
+        return self._stream.paused
+
+    def set_remote(self, address: Optional[Tuple[str, int]]) -> None:
+        """The SDP's connection address changed (re-offer): accept it as a source."""
+        self._stream.set_remote(address)
+
+    @property
+    def last_packet_at(self) -> Optional[float]:
+        return self._stream.last_packet_at
+
+    def stats(self) -> Dict[str, Any]:
+        """Counters and quality so far, as plain data; changes nothing."""
+        return self._stream.stats()
+
+    def close(self) -> Deferred:
+        """Final flush, WAV finalised, ports given back; fires with the final stats."""
+        if self._closing is None:
+            self._closing = self._service.close_stream(self._stream)
+        return self._closing
 
 
 class MediaService(Service):
@@ -61,12 +159,23 @@ class MediaService(Service):
         """Free RTP/RTCP pairs, for metrics."""
         return self.ports.free
 
-    def open_stream(self, spec: StreamSpec, listener: Any, call_start: float) -> MediaStream:
-        """Bind a port pair for ``spec`` and start receiving.
+    def open_stream(self, spec: StreamSpec, on_event: OnEvent, call_start: float,
+                    deliver_audio: bool = False) -> StreamHandle:
+        """Bind a port pair for ``spec``, start receiving, return its handle.
 
-        Ports taken by other processes are skipped; raises PortsExhausted
-        when no pair in the range can be bound.
+        ``on_event`` receives the stream's :mod:`~siprec.media.events`;
+        ``AudioDecoded`` only when ``deliver_audio``. Ports taken by other
+        processes are skipped; raises PortsExhausted when no pair in the
+        range can be bound.
         """
+        relay = _EventRelay(spec.label, on_event)
+        stream = self.bind_stream(spec, relay, call_start)
+        if deliver_audio:
+            stream.audio_sink = relay.audio
+        return StreamHandle(self, stream)
+
+    def bind_stream(self, spec: StreamSpec, listener: Any, call_start: float) -> MediaStream:
+        """The MediaStream itself, bound: for benchmarks and the media tests."""
         busy: List[int] = []
         try:
             for _ in range(self.ports.capacity):

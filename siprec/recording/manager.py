@@ -1,58 +1,53 @@
-"""The registry of recording sessions, admission, RTP timeouts and shutdown.
+"""The registry of recording sessions, admission, RTP timeouts and the drain.
 
 It is the :class:`~siprec.sip.uas.CallHandler` of the SIP core and the
-session source of the HTTP API.
+session source of the HTTP API. Its collaborators come in through the
+constructor; it builds the one :class:`SessionContext` its sessions share.
 """
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 from twisted.internet import task, threads
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 
-from siprec.media.codecs import can_decode as codec_can_decode
+from siprec.media.codecs import DecoderOptions, can_decode, get_decoder
 from siprec.media.combine import combine_legs
-from siprec.media.spec import PayloadFormat
+from siprec.recording.context import NoEvents, RecordingSettings, SessionContext
+from siprec.recording.files import RecordingFiles
+from siprec.recording.record import stream_stats
 from siprec.recording.session import RecordingSession
+from siprec.recording.state import SessionState
+from siprec.recording.streams import aggregate_stats
 from siprec.sip.errors import CallRejected
 
 log = Logger()
 
-__all__ = ["RecordingManager", "ManagerSettings"]
+__all__ = ["RecordingManager", "ManagerSettings", "RecordingSettings"]
 
-
-@dataclass
-class ManagerSettings:
-    recording_dir: str
-    media_address: str  # the address our SDP advertises (c=)
-    combine_legs: bool = True
-    rtp_timeout: float = 30.0
-    max_calls: int = 0  # 0: unlimited
-    accept_savp: bool = False
-    warning_agent: str = "siprec"
-    keep_ended: int = 200  # ended sessions kept for the API
-    opus_sample_rate: int = 48000
-    audio_analysis: bool = False
+#: The settings' old name, still used by callers and tests.
+ManagerSettings = RecordingSettings
 
 
 class RecordingManager:
     """Registry and admission of recording sessions.
 
-    ``run_blocking(f, *args)`` runs blocking work (combining legs) off the
-    reactor and returns a Deferred; by default it is ``deferToThreadPool`` on
-    ``threadpool`` (the reactor's pool when none is given). ``combine`` is
-    the leg combiner (``siprec.media.combine.combine_legs``).
+    ``run_blocking(f, *args)`` runs blocking work (sidecar writes, combining
+    legs) off the reactor and returns a Deferred; by default it is
+    ``deferToThreadPool`` on ``threadpool`` (the reactor's pool when none is
+    given). ``combine`` is the leg combiner. ``events`` receives call events,
+    ``transcription`` (a TranscriptionService) transcribes every leg,
+    ``hang_up(session, reason)`` ends a call from our side (BYE).
     """
 
-    def __init__(self, reactor, media, settings: ManagerSettings, metrics=None,
+    def __init__(self, reactor, media, settings: RecordingSettings, metrics=None,
                  threadpool=None, clock=None,
                  run_blocking: Optional[Callable[..., Deferred]] = None,
-                 combine: Optional[Callable[..., Any]] = None):
+                 combine: Optional[Callable[..., Any]] = None,
+                 events: Any = None, transcription: Any = None):
         self.reactor = reactor
         self.clock = clock or reactor
         self.media = media
@@ -60,17 +55,22 @@ class RecordingManager:
         self.metrics = metrics
         self.threadpool = threadpool
         self._run_blocking = run_blocking
-        self.signalling = None  # the SipCore, to send BYE
-        self.events = None  # publishes call events (siprec.realtime), when wired
-        self.transcription = None  # siprec.stt TranscriptionService, when STT_ENABLED
+        self.events = events if events is not None else NoEvents()
+        self.transcription = transcription
+        self.signalling = None  # the SipCore, to send BYE (wired by the service)
         self.active: "OrderedDict[str, RecordingSession]" = OrderedDict()
         self.recent: "OrderedDict[str, RecordingSession]" = OrderedDict()
         self._setting_up: Dict[str, RecordingSession] = {}
         self.draining = False
-        self.combine = combine or combine_legs
+        self.files = RecordingFiles(settings.recording_dir, self.run_blocking,
+                                    combine or combine_legs)
+        self.context = SessionContext(
+            clock=self.clock, settings=settings, media=media, files=self.files,
+            can_decode=can_decode, combine_rate=self.combine_rate, events=self.events,
+            transcription=transcription, metrics=metrics,
+            started=self.session_started, ended=self.session_ended)
         self._watchdog: Optional[task.LoopingCall] = None
         self.calls_total = 0
-        self._claimed: set = set()  # base paths of live sessions
         self.closed_totals = {"packets": 0, "bytes": 0, "dropped": 0, "late": 0}
 
     # -- lifecycle -------------------------------------------------------------
@@ -95,12 +95,9 @@ class RecordingManager:
         return None
 
     def create_session(self, call_id: str, sip_info: dict) -> RecordingSession:
-        session = RecordingSession(self, call_id, sip_info)
+        session = RecordingSession(self.context, call_id, sip_info)
         self._setting_up[session.id] = session
         return session
-
-    def can_decode(self, fmt: PayloadFormat) -> bool:
-        return codec_can_decode(fmt)
 
     def run_blocking(self, f: Callable[..., Any], *args: Any) -> Deferred:
         """Run blocking work off the reactor thread; fires with its result."""
@@ -111,7 +108,6 @@ class RecordingManager:
 
     def combine_rate(self, plans) -> int:
         """The combined file's rate: the highest leg output rate (Opus per OPUS_SAMPLE_RATE)."""
-        from siprec.media.codecs import DecoderOptions, get_decoder
         options = DecoderOptions(opus_sample_rate=self.settings.opus_sample_rate)
         rates = [8000]
         for plan in plans:
@@ -128,43 +124,29 @@ class RecordingManager:
         self.calls_total += 1
         if self.metrics:
             self.metrics.call_started()
-        if self.events is not None:
-            self.events.call_started(session)
+        self.events.call_started(session)
 
-    def claim_base_path(self, name: str) -> str:
-        """``RECORDING_DIR/<name>``, or ``<name>~2``, ``~3`` … when a live session or an
-        earlier call's files already use it (a Call-ID reused by a later call, or two
-        dialogs sharing a Call-ID): recordings are never overwritten."""
-        directory = self.settings.recording_dir
-        candidate, n = os.path.join(directory, name), 1
-        while candidate in self._claimed or any(
-                os.path.exists(candidate + ext) for ext in (".json", ".wav", ".metadata.xml")):
-            n += 1
-            candidate = os.path.join(directory, f"{name}~{n}")
-        self._claimed.add(candidate)
-        return candidate
-
-    def session_ended(self, session: RecordingSession, was_active: bool) -> None:
-        self._claimed.discard(session.base_path)
+    def session_ended(self, session: RecordingSession) -> None:
         self._setting_up.pop(session.id, None)
-        if self.active.pop(session.id, None) is not None:
-            for slot in session.slots.values():
-                for key, value in _stream_counts(slot.final_stats).items():
-                    self.closed_totals[key] += value
-                quality = (slot.final_stats or {}).get("quality")
-                if self.metrics and quality and (slot.final_stats or {}).get("packets"):
-                    self.metrics.stream_quality(quality.get("mos"), quality.get("loss_percent"),
-                                                quality.get("jitter_ms"))
-            self.recent[session.id] = session
-            while len(self.recent) > self.settings.keep_ended:
-                self.recent.popitem(last=False)
-            if self.metrics:
-                self.metrics.call_ended(session.end_reason or "unknown")
-            if self.events is not None:
-                self.events.call_ended(session)
-                analysis = session.analysis_view()
-                if analysis is not None:
-                    self.events.analytics(session, analysis)
+        if self.active.pop(session.id, None) is None:
+            return
+        for slot in session.slots.values():
+            stats = slot.final_stats()
+            for key, value in _stream_counts(stats).items():
+                self.closed_totals[key] += value
+            quality = stats.get("quality")
+            if self.metrics and quality and stats.get("packets"):
+                self.metrics.stream_quality(quality.get("mos"), quality.get("loss_percent"),
+                                            quality.get("jitter_ms"))
+        self.recent[session.id] = session
+        while len(self.recent) > self.settings.keep_ended:
+            self.recent.popitem(last=False)
+        if self.metrics:
+            self.metrics.call_ended(session.end_reason or "unknown")
+        self.events.call_ended(session)
+        analysis = session.analysis_view()
+        if analysis is not None:
+            self.events.analytics(session, analysis)
 
     # -- transcription -------------------------------------------------------------
     def transcript_result(self, result) -> None:
@@ -181,12 +163,6 @@ class RecordingManager:
             log.info("Transcript for unknown call {call_id} dropped", call_id=result.call_id)
             return
         session.transcript_received(result)
-
-    # -- events ---------------------------------------------------------------------
-    def publish_dtmf(self, session: RecordingSession, record: dict) -> None:
-        """A DTMF digit on a leg; published on the event bus once one is attached."""
-        if self.events is not None:
-            self.events.dtmf(session, record)
 
     # -- queries (HTTP API) -------------------------------------------------------
     @property
@@ -214,7 +190,7 @@ class RecordingManager:
     def end_session(self, session: RecordingSession, reason: str) -> Deferred:
         """End from our side: BYE to the SRC when there is a dialog, then finalise.
 
-        Fires when the session is finalised. A signalling failure (or a
+        Fires when the session's files are final. A signalling failure (or a
         dialog already gone) still ends the session.
         """
         if not session.ended and self.signalling is not None and session.dialog is not None:
@@ -227,8 +203,7 @@ class RecordingManager:
 
     # -- RTP inactivity ------------------------------------------------------------
     def check_timeouts(self) -> None:
-        if self.events is not None:
-            self.events.quality(list(self.active.values()))
+        self.events.quality(list(self.active.values()))
         timeout = self.settings.rtp_timeout
         if timeout <= 0:
             return
@@ -245,7 +220,7 @@ class RecordingManager:
     def _check_timeout(self, session: RecordingSession, now: float, timeout: float) -> None:
         last = session.last_activity()
         if last is None:  # nothing expected: all paused, held or API-paused
-            session._timeout_warned = False
+            session.timeout_warned = False
             return
         idle = now - last
         if idle >= timeout:
@@ -254,35 +229,25 @@ class RecordingManager:
                      call_id=session.call_id, idle=idle, timeout=timeout)
             self.end_session(session, "rtp-timeout")
         elif idle >= timeout / 2:
-            if not session._timeout_warned:
-                session._timeout_warned = True
+            if not session.timeout_warned:
+                session.timeout_warned = True
                 log.warn("RTP stream inactive - no packets received for {idle:.0f}s on call "
                          "{call_id} (timeout at {timeout:g}s)",
                          call_id=session.call_id, idle=idle, timeout=timeout)
         else:
-            session._timeout_warned = False
+            session.timeout_warned = False
 
     # -- shutdown -------------------------------------------------------------
     def drain(self) -> Deferred:
-        """Refuse new calls, BYE and finalise every active one."""
+        """Refuse new calls, BYE and finalise every active one; fires when every
+        call's files are final and every sidecar is on disk."""
         self.draining = True
         ending = [maybeDeferred(self.end_session, s, "shutdown") for s in list(self.active.values())]
         ending += [maybeDeferred(s.end, "shutdown") for s in list(self._setting_up.values())]
-        if not ending:
-            return succeed(None)
-        log.info("Shutting down: finalising {n} call(s)", n=len(ending))
-        return DeferredList(ending, consumeErrors=True)
-
-    # -- files -----------------------------------------------------------------
-    def write_file(self, path: str, data: bytes) -> None:
-        """Small sidecar files (JSON record, metadata log), replaced atomically."""
-        tmp = path + ".tmp"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except OSError as e:
-            log.error("Could not write {path}: {error}", path=path, error=e)
+        if ending:
+            log.info("Shutting down: finalising {n} call(s)", n=len(ending))
+        d = DeferredList(ending, consumeErrors=True) if ending else succeed(None)
+        return d.addCallback(lambda _: self.files.idle())
 
     # -- metrics -----------------------------------------------------------------
     def stream_totals(self) -> dict:
@@ -290,17 +255,8 @@ class RecordingManager:
         totals = dict(self.closed_totals, active_streams=0)
         for session in list(self.active.values()):
             for slot in list(session.slots.values()):
-                if slot.closed and slot.final_stats:
-                    stats = slot.final_stats  # removed mid-call: still counted, never lost
-                elif slot.media is None:
-                    continue
-                else:
-                    try:
-                        stats = slot.media.stats()
-                    except Exception:
-                        log.failure("Reading stream statistics failed")
-                        continue
-                    totals["active_streams"] += not slot.closed
+                stats = stream_stats(slot) if slot.media is not None else aggregate_stats(slot.pieces)
+                totals["active_streams"] += slot.media is not None
                 for key, value in _stream_counts(stats).items():
                     totals[key] += value
         return totals

@@ -61,8 +61,8 @@ class LiveTranscriptionTests(TestCase):
         yield client.send_audio(call, {"caller": caller, "agent": agent})
         yield client.bye(call)
         session = service.manager.get(call.call_id)
-        yield session.end("test")
-        yield _sleep(0.2)
+        yield session.end("test")  # the files are final; transcription may go on
+        yield session.transcribed
 
         view = session.transcript_view()
         for label, sentences in (("caller", CALLER), ("agent", AGENT)):

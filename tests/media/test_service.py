@@ -56,7 +56,7 @@ class MediaServiceTests(TestCase):
     def test_open_binds_pair_and_records(self) -> None:
         """open_stream binds RTP on an even port and RTCP on the next; audio is recorded."""
         listener = Listener()
-        stream = self.service.open_stream(self.spec("1"), listener, self.clock.seconds())
+        stream = self.service.bind_stream(self.spec("1"), listener, self.clock.seconds())
         self.assertEqual(stream.port, self.base)
         self.assertEqual(self.service.free_ports, 2)
 
@@ -88,11 +88,11 @@ class MediaServiceTests(TestCase):
             s.bind(("127.0.0.1", port))
             blockers.append(s)
             self.addCleanup(s.close)
-        stream = self.service.open_stream(self.spec("1"), Listener(), 0.0)
+        stream = self.service.bind_stream(self.spec("1"), Listener(), 0.0)
         self.assertEqual(stream.port, self.base + 4)
         self.assertEqual(self.service.ports.in_use, 1)  # the failed pairs were given back
         with self.assertRaises(PortsExhausted):
-            self.service.open_stream(self.spec("2"), Listener(), 0.0)
+            self.service.bind_stream(self.spec("2"), Listener(), 0.0)
         self.assertEqual(self.service.ports.in_use, 1)
         self.assertFalse(os.path.exists(self.spec("2").wav_path))
         yield self.service.close_stream(stream)
@@ -100,17 +100,17 @@ class MediaServiceTests(TestCase):
     @inlineCallbacks
     def test_exhausted(self) -> None:
         """Once every pair is in use, open_stream raises PortsExhausted."""
-        streams = [self.service.open_stream(self.spec(str(i)), Listener(), 0.0) for i in range(3)]
+        streams = [self.service.bind_stream(self.spec(str(i)), Listener(), 0.0) for i in range(3)]
         self.assertEqual(sorted(s.port for s in streams), [self.base, self.base + 2, self.base + 4])
         self.assertRaises(PortsExhausted, self.service.open_stream, self.spec("9"), Listener(), 0.0)
         yield self.service.close_stream(streams[1])
-        again = self.service.open_stream(self.spec("9"), Listener(), 0.0)
+        again = self.service.bind_stream(self.spec("9"), Listener(), 0.0)
         self.assertEqual(again.port, self.base + 2)
 
     @inlineCallbacks
     def test_stop_closes_all(self) -> None:
         """stopService closes every stream (final WAV header) and frees every port."""
-        streams = [self.service.open_stream(self.spec(str(i)), Listener(), 0.0) for i in range(2)]
+        streams = [self.service.bind_stream(self.spec(str(i)), Listener(), 0.0) for i in range(2)]
         yield self.service.stopService()
         self.assertTrue(all(s.closed for s in streams))
         self.assertEqual(self.service.streams, [])

@@ -19,6 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from siprec.recording import session as session_module
 from siprec.recording.manager import ManagerSettings, RecordingManager
+from siprec.media.events import DtmfDigit
+from siprec.recording.files import write_atomically
 from siprec.recording.session import RecordingSession, safe_filename
 from siprec.sip.sdp import SessionDescription, parse_sdp
 from siprec.sip.errors import CallRejected
@@ -35,15 +37,19 @@ CODEC_NAMES = {0: "PCMU/8000", 8: "PCMA/8000", 96: "opus/48000/2",
 
 
 class FakeStream:
-    """What RecordingSession uses of a MediaStream: port, stats(), pause/resume, set_remote."""
+    """A stream handle as MediaService.open_stream returns it: port, stats(),
+    pause/resume, set_remote, last_packet_at, close(); ``emit`` plays the media's events."""
 
-    def __init__(self, spec, listener, call_start: float, port: int, channels: int = 1) -> None:
+    def __init__(self, media: "FakeMedia", spec, on_event, call_start: float, port: int,
+                 channels: int = 1, deliver_audio: bool = False) -> None:
+        self.media = media
         self.spec = spec
-        self.listener = listener
+        self.on_event = on_event
         self.call_start = call_start
         self.port = port
         self.paused = spec.paused
         self.remote = spec.remote_address
+        self.deliver_audio = deliver_audio
         self.calls: List[str] = []
         self.packets = 0
         self.last_packet_at: Optional[float] = None
@@ -54,6 +60,9 @@ class FakeStream:
     def receive(self, count: int, now: float) -> None:
         self.packets += count
         self.last_packet_at = now
+
+    def emit(self, event) -> None:
+        self.on_event(event)
 
     def stats(self) -> dict:
         return {"packets": self.packets, "bytes": self.packets * 172,
@@ -75,9 +84,16 @@ class FakeStream:
         self.calls.append("set_remote")
         self.remote = address
 
+    def close(self):
+        self.closed = True
+        self.media.closed.append(self)
+        if self.media.close_result is not None:
+            return self.media.close_result(self)
+        return succeed(self.stats())
+
 
 class FakeMedia:
-    """open_stream()/close_stream() like MediaService, without sockets.
+    """open_stream() like MediaService, without sockets.
 
     Opening creates the (empty) WAV file as the real stream does, so the
     combine step sees which legs have a file.
@@ -91,22 +107,16 @@ class FakeMedia:
         self.close_result = None  # None: succeed with stats; else a callable(stream) -> Deferred
         self.channels = 1
 
-    def open_stream(self, spec, listener, call_start):
+    def open_stream(self, spec, on_event, call_start, deliver_audio=False):
         if self.fail_after is not None and len(self.opened) >= self.fail_after:
             raise RuntimeError("no bindable RTP port pair left in 40000-40010")
-        stream = FakeStream(spec, listener, call_start, self.next_port, self.channels)
+        stream = FakeStream(self, spec, on_event, call_start, self.next_port, self.channels,
+                            deliver_audio)
         self.next_port += 2
-        with open(spec.wav_path, "wb"):
+        with open(spec.wav_path, "ab"):
             pass
         self.opened.append(stream)
         return stream
-
-    def close_stream(self, stream):
-        stream.closed = True
-        self.closed.append(stream)
-        if self.close_result is not None:
-            return self.close_result(stream)
-        return succeed(stream.stats())
 
 
 class FakeMetrics:
@@ -147,7 +157,8 @@ def run_now(f, *args):
 class Harness:
     """A manager on a Clock with fake media, combine and metrics."""
 
-    def __init__(self, test: SynchronousTestCase, runner=run_now, **settings) -> None:
+    def __init__(self, test: SynchronousTestCase, runner=run_now, transcription=None,
+                 events=None, **settings) -> None:
         self.clock = Clock()
         self.clock.advance(START)
         self.dir = os.path.abspath(test.mktemp())
@@ -158,7 +169,8 @@ class Harness:
         self.manager = RecordingManager(
             self.clock, self.media,
             ManagerSettings(recording_dir=self.dir, media_address=OUR_ADDRESS, **settings),
-            metrics=self.metrics, run_blocking=runner, combine=self.combine)
+            metrics=self.metrics, run_blocking=runner, combine=self.combine,
+            transcription=transcription, events=events)
 
     def session(self, call_id: str = "call-1@src.example.com", sip_info: Optional[dict] = None
                 ) -> RecordingSession:
@@ -296,8 +308,14 @@ class InitialOfferTests(SynchronousTestCase):
         self.assertEqual(spec.wav_path, os.path.join(self.h.dir, "call-1@src.example.com_leg0.wav"))
         self.assertEqual(spec.remote_address, (SRC_HOST, 20000))
         self.assertFalse(spec.paused)
-        self.assertIs(self.h.media.opened[0].listener, session)
         self.assertEqual(self.h.media.opened[0].call_start, session.created)
+        self.assertFalse(self.h.media.opened[0].deliver_audio)  # no STT, no analysis
+
+    def test_media_events_reach_the_session(self) -> None:
+        """What the stream reports (a DTMF digit here) arrives through on_event."""
+        session, _ = self.h.call([M("leg0")])
+        self.h.media.opened[0].emit(DtmfDigit("leg0", "5", START + 1, 0.1, True))
+        self.assertEqual([(d["leg"], d["digit"]) for d in session.dtmf], [("leg0", "5")])
 
     def test_rejected_mlines_answered_at_port_zero(self) -> None:
         """Video and an undecodable audio m-line get port 0; the good one is recorded."""
@@ -387,36 +405,68 @@ class ReofferTests(SynchronousTestCase):
         states = {s["label"]: s["state"] for s in self.session.summary()["streams"]}
         self.assertEqual(states, {"leg0": "active", "leg1": "closed"})
 
-    def test_label_back_after_removal_gets_a_new_file(self) -> None:
-        """leg1 removed then offered again: a new stream and file ``_2``; the first is kept."""
+    def test_label_back_after_removal_continues_its_file(self) -> None:
+        """leg1 removed then offered again, twice: the same leg, file and key each
+        time, the new media told to continue the file where it ended."""
         self.h.media.opened[1].receive(50, START)
         self.reoffer([M("leg0"), M("leg1", port=0)], version=2)
         self.reoffer([M("leg0"), M("leg1")], version=3)
+        self.h.media.opened[2].receive(20, START + 1)
         self.reoffer([M("leg0"), M("leg1", port=0)], version=4)
         self.reoffer([M("leg0"), M("leg1")], version=5)
         base = os.path.join(self.h.dir, "call-1@src.example.com")
         self.assertEqual(len(self.h.media.opened), 4)
-        self.assertEqual([s.spec.wav_path for s in self.h.media.opened[1:]],
-                         [f"{base}_leg1.wav", f"{base}_leg1_2.wav", f"{base}_leg1_3.wav"])
-        self.assertEqual(self.session.files["leg1"], f"{base}_leg1.wav")
-        self.assertEqual(self.session.files["leg1_2"], f"{base}_leg1_2.wav")
-        self.assertEqual(self.session.files["leg1_3"], f"{base}_leg1_3.wav")
-        first = self.session.slots["leg1"]
-        self.assertTrue(first.closed)
-        self.assertEqual(first.final_stats["packets"], 50)
+        self.assertEqual({s.spec.wav_path for s in self.h.media.opened[1:]}, {f"{base}_leg1.wav"})
+        self.assertIsNone(self.h.media.opened[1].spec.continue_from)
+        self.assertIsNotNone(self.h.media.opened[2].spec.continue_from)
+        self.assertIsNotNone(self.h.media.opened[3].spec.continue_from)
+        self.assertEqual(sorted(self.session.files), ["leg0", "leg1"])
+        self.assertEqual(list(self.session.slots), ["leg0", "leg1"])
+        leg1 = self.session.slots["leg1"]
+        self.assertFalse(leg1.closed)
+        self.assertEqual(leg1.final_stats()["packets"], 70)
+        self.assertEqual(leg1.port, self.h.media.opened[3].port)
 
-    def test_duplicate_labels_get_their_own_streams(self) -> None:
-        """Two m-lines with one label (and one named like the other's second file)."""
+    def test_empty_or_duplicate_label_is_488_and_changes_nothing(self) -> None:
+        """An offer with an empty a=label, or two m-lines with one label, is refused
+        with a reason; the call goes on exactly as it was."""
+        before = self.session.summary()
+        for streams in ([M("leg0"), M("")], [M("leg0"), M("leg0")],
+                        [M("leg0"), M("leg1"), M("leg1")]):
+            with self.assertRaises(CallRejected) as caught:
+                self.reoffer(streams, version=2)
+            self.assertEqual(caught.exception.status, 488)
+            self.assertIn("label", caught.exception.reason)
+        self.assertEqual(len(self.h.media.opened), 2)
+        self.assertEqual(self.h.media.closed, [])
+        self.assertEqual(self.session.summary(), before)
+
+    def test_offer_leaving_no_stream_is_488(self) -> None:
+        with self.assertRaises(CallRejected) as caught:
+            self.reoffer([M("leg0", port=0), M("leg1", port=0)], version=2)
+        self.assertEqual(caught.exception.status, 488)
+        self.assertEqual(self.h.media.closed, [])
+        self.assertEqual([s["state"] for s in self.session.summary()["streams"]],
+                         ["active", "active"])
+
+    def test_failed_reoffer_applies_none_of_its_metadata(self) -> None:
+        """A re-INVITE refused for want of ports leaves metadata and streams untouched."""
+        self.h.media.fail_after = 2
+        with self.assertRaises(CallRejected):
+            self.session.offer(offer([M("leg0"), M("leg1"), M("leg2")], version=2),
+                               [two_party_metadata("leg2", "leg0")])
+        self.assertEqual(self.session.metadata_documents, [])
+        self.assertEqual(list(self.session.slots), ["leg0", "leg1"])
+        self.assertFalse(os.path.exists(os.path.join(self.h.dir, "call-1@src.example.com_leg2.wav")))
+
+    def test_labels_sanitised_alike_get_their_own_files(self) -> None:
+        """Two labels that become the same file name (x/1, x:1) keep apart."""
         h = Harness(self)
-        session, answer = h.call([M("x"), M("x"), M("x_2")])
-        self.assertEqual(len(set(m.port for m in answer.media)), 3)
-        base = os.path.join(h.dir, "call-1@src.example.com")
-        self.assertEqual(sorted(session.files.values()),
-                         [f"{base}_x.wav", f"{base}_x_2.wav", f"{base}_x_2_2.wav"])
-        self.assertEqual(len(session.slots), 3)
-        self.assertEqual(len(set(s.wav_path for s in session.slots.values())), 3)
+        session, answer = h.call([M("x/1"), M("x:1")])
+        self.assertEqual(len(set(m.port for m in answer.media)), 2)
+        self.assertEqual(len(set(s.wav_path for s in session.slots.values())), 2)
         self.successResultOf(session.end("bye"))
-        self.assertEqual(len(h.media.closed), 3)
+        self.assertEqual(len(h.media.closed), 2)
 
     def test_dropped_mline_closes_and_is_tolerated(self) -> None:
         """A re-offer that simply leaves an m-line out closes it (and says so once)."""
@@ -631,7 +681,7 @@ class MetadataTests(SynchronousTestCase):
         """Whatever bytes arrive (and whatever the Call-ID), the log is well-formed XML
         that gives every document back exactly."""
         h = Harness(self)
-        session = h.session(call_id)
+        session, _ = h.call(two_legs(), call_id=call_id)
         session.metadata_received(documents)
         self.assertEqual(read_metadata_log(session.files["metadata"]), documents)
         self.assertEqual(os.path.dirname(session.files["metadata"]), h.dir)
@@ -720,16 +770,19 @@ class RecordTests(SynchronousTestCase):
 
     def test_record_write_failure_does_not_break_the_call(self) -> None:
         """write_file raising (not only OSError) is logged; the offer is still answered."""
-        def broken(path, data):
-            raise ValueError("disk on fire")
-        self.h.manager.write_file = broken
-        session, answer = self.h.call(two_legs(), two_party_metadata())
+        def runner(f, *args):
+            if f is write_atomically:
+                raise ValueError("disk on fire")
+            return maybeDeferred(f, *args)
+
+        h = Harness(self, runner=runner)
+        session, answer = h.call(two_legs(), two_party_metadata())
         self.assertEqual(len(answer.media), 2)
         d = session.end("bye")
         self.assertIsNone(self.successResultOf(d))
         self.assertEqual(session.state, "ended")
-        self.assertEqual(self.h.manager.active_count, 0)
-        self.assertTrue(self.flushLoggedErrors(ValueError))
+        self.assertEqual(h.manager.active_count, 0)
+        self.assertGreater(h.manager.files.write_errors, 1)
 
 
 # -- ending and combining ----------------------------------------------------------
@@ -771,7 +824,8 @@ class EndTests(SynchronousTestCase):
         self.assertEqual(session.state, "ending")
         self.assertTrue(session.ended)
         self.assertIs(session.end("again"), d)
-        pending[0].callback(None)
+        while pending:  # the sidecar writes and the combine, in order
+            pending.pop(0).callback(None)
         self.successResultOf(d)
         self.assertEqual(session.state, "ended")
         self.assertEqual(session.files["combined"], session.base_path + ".wav")
@@ -825,15 +879,15 @@ class EndTests(SynchronousTestCase):
         self.h.media.opened[0].receive(7, START)
         self.successResultOf(session.end("bye"))
         self.assertEqual(session.state, "ended")
-        self.assertEqual(session.slots["leg0"].final_stats["packets"], 7)
+        self.assertEqual(session.slots["leg0"].final_stats()["packets"], 7)
         self.assertEqual(self.h.manager.stream_totals()["packets"], 7)
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 2)
 
     def test_manager_bookkeeping_failure_still_ends(self) -> None:
-        def broken(session, was_active):
+        def broken(session):
             raise RuntimeError("bookkeeping bug")
         session, _ = self.h.call(two_legs())
-        self.h.manager.session_ended = broken
+        self.h.manager.context.ended = broken
         self.successResultOf(session.end("bye"))
         self.assertEqual(session.state, "ended")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
@@ -842,7 +896,7 @@ class EndTests(SynchronousTestCase):
         session = self.h.session()
         self.successResultOf(session.end("cancelled"))
         self.assertEqual(session.state, "ended")
-        self.assertFalse(os.path.exists(session.base_path + ".json"))
+        self.assertEqual(os.listdir(self.h.dir), [])
         self.assertEqual(self.h.metrics.ended, [])
 
     def test_end_closes_open_intervals(self) -> None:
@@ -902,7 +956,7 @@ class ChannelOrderTests(SynchronousTestCase):
         session.metadata_received([two_party_metadata("leg1", "leg0", caller_first=False)])
         self.assertEqual(self.channels(session), {"leg1": 0, "leg0": 1})
 
-    def test_reappearing_label_gets_its_own_channel(self) -> None:
+    def test_reappearing_label_keeps_its_channel(self) -> None:
         session, _ = self.h.call(two_legs())
         self.h.media.opened[1].receive(2, START)
         session.offer(offer([M("leg0"), M("leg1", port=0)], version=2), [])
@@ -911,15 +965,16 @@ class ChannelOrderTests(SynchronousTestCase):
         self.h.media.opened[2].receive(2, START)
         self.successResultOf(session.end("bye"))
         [(legs, _, _)] = self.h.combine.calls
-        self.assertEqual([path for path, _ in legs], [s.spec.wav_path for s in self.h.media.opened])
+        self.assertEqual([path for path, _ in legs],
+                         [s.spec.wav_path for s in self.h.media.opened[:2]])
         streams = read_json(session.base_path + ".json")["streams"]
-        self.assertEqual([(s["key"], s["channel"]) for s in streams],
-                         [("leg0", 0), ("leg1", 1), ("leg1_2", 2)])
+        self.assertEqual([(s["key"], s["channel"], s["packets"]) for s in streams],
+                         [("leg0", 0, 2), ("leg1", 1, 4)])
 
     def test_stereo_and_silent_legs_match_the_combined_layout(self) -> None:
         """A stereo leg takes two channels, a silent one a single channel: the record
         numbers channels as the combined file has them."""
-        self.h.manager.can_decode = lambda fmt: True
+        self.h.manager.context.can_decode = lambda fmt: True
         self.h.media.channels = 2
         session, _ = self.h.call([M("a", pts=(96,)), M("b", pts=(96,)), M("c", pts=(96,))])
         self.assertEqual([s["channels"] for s in session.summary()["streams"]], [2, 2, 2])
