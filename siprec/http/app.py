@@ -11,7 +11,7 @@ log only.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from siprec.http.admin import AdminRoutes
 from siprec.http.errors import ApiError, not_found, write_error, write_json
 from siprec.http.control import FINAL_STATES, ControlRoutes, find_session
 from siprec.http.limits import body_too_large, too_large
@@ -47,22 +48,25 @@ def _printable(raw: bytes, limit: int = 200) -> str:
     return text + ("..." if len(raw) > limit else "")
 
 
-class SiprecApi(ControlRoutes, OpenApiRoutes):
+class SiprecApi(ControlRoutes, AdminRoutes, OpenApiRoutes):
     """HTTP API over the recording manager, metrics and health registry.
 
     `auth` decides who may call what (siprec.security.auth); None leaves the
-    API open, as with AUTH_ENABLED=false.
+    API open, as with AUTH_ENABLED=false. `drain` starts a drain of the
+    server (POST /api/admin/drain); None when there is nothing to drain.
     """
 
     app = router
 
     def __init__(self, manager: Any, metrics: Metrics, health: Health,
-                 clock: IReactorTime, auth: Optional[Authenticator] = None) -> None:
+                 clock: IReactorTime, auth: Optional[Authenticator] = None,
+                 drain: Optional[Callable[[], None]] = None) -> None:
         self.manager = manager
         self.metrics = metrics
         self.health = health
         self.clock = clock
         self.auth = auth
+        self.drain = drain
 
     # -- health and status -------------------------------------------------------
     @endpoint("/health", "GET", access=Access.HEALTH, tag="Health",

@@ -19,6 +19,7 @@ from twisted.web.iweb import IRequest
 
 from siprec.http.errors import ApiError, not_found, write_json
 from siprec.http.routing import Access, endpoint, principal_of
+from siprec.recording.state import SessionState
 from siprec.timefmt import iso_time
 
 __all__ = ["ControlRoutes", "pause_state", "parse_scope", "find_session", "FINAL_STATES",
@@ -26,8 +27,8 @@ __all__ = ["ControlRoutes", "pause_state", "parse_scope", "find_session", "FINAL
 
 log = Logger()
 
-FINAL_STATES = frozenset({"ended", "failed"})
-CLOSING_STATES = FINAL_STATES | {"ending", "terminating"}
+FINAL_STATES = frozenset(state for state in SessionState if state.final)
+CLOSING_STATES = frozenset(state for state in SessionState if state.closing)
 MAX_SESSION_ID = 512
 
 
@@ -95,7 +96,7 @@ def pause_state(session: Any) -> Dict[str, Any]:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 entry[key] = iso_time(value)
         pauses.append(entry)
-    return {"id": session.id, "call_id": session.call_id, "state": session.state,
+    return {"id": session.id, "call_id": session.call_id, "state": str(session.state),
             "paused": recording or transcription, "recording_paused": recording,
             "transcription_paused": transcription, "pauses": pauses}
 
@@ -157,7 +158,7 @@ class ControlRoutes:
         done: List[str] = []
         failed: List[Dict[str, str]] = []
         for session in list(self.manager.sessions()):
-            if session.state in CLOSING_STATES or session.state == "setup":
+            if session.state in CLOSING_STATES or session.state == SessionState.SETUP:
                 continue
             try:
                 getattr(session, action)(recording=recording, transcription=transcription)

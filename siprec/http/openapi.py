@@ -124,6 +124,29 @@ SCHEMAS: Dict[str, Any] = {
                        "uptime_seconds": {"type": "number"}, "draining": {"type": "boolean"},
                        "active_calls": {"type": "integer"}},
     },
+    "Assurance": {
+        "type": "object",
+        "required": ["calls_recorded", "calls_refused", "refused_by_reason", "recent_refusals",
+                     "calls_incomplete", "recent_incomplete"],
+        "properties": {
+            "calls_recorded": {"type": "integer", "description": "calls whose files are final"},
+            "calls_refused": {"type": "integer", "description": "INVITEs answered with an error"},
+            "refused_by_reason": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "recent_refusals": {"type": "array", "items": {
+                "type": "object", "properties": {
+                    "call_id": {"type": "string"}, "status": {"type": "integer"},
+                    "reason": {"type": "string"}, "at": {"type": "string", "format": "date-time"},
+                    "source": {"type": ["string", "null"]}}}},
+            "calls_incomplete": {"type": "integer",
+                                 "description": "recorded calls with a gap or a silent leg"},
+            "recent_incomplete": {"type": "array", "items": {
+                "type": "object", "properties": {
+                    "id": {"type": "string"}, "call_id": {"type": "string"},
+                    "ended_at": {"type": ["string", "null"], "format": "date-time"},
+                    "end_reason": {"type": ["string", "null"]},
+                    "problems": {"type": "array", "items": {"type": "string"}}}}},
+        },
+    },
     "OpenApi": {"type": "object", "description": "this document"},
 }
 

@@ -159,6 +159,7 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         reg = self.registry
         self._end_reason = BoundedLabel()
+        self._refusal_reason = BoundedLabel(64)
         self._live = _LiveCollector()
         reg.register(self._live)
         if process_metrics:
@@ -178,6 +179,9 @@ class Metrics:
                                       "Recording sessions accepted.", registry=reg)
         self._calls_ended = Counter(f"{PREFIX}_calls_ended",
                                     "Recording sessions ended, by reason.", ["reason"], registry=reg)
+        self._calls_refused = Counter(f"{PREFIX}_calls_refused",
+                                      "INVITEs that will not be recorded, by status and reason.",
+                                      ["status", "reason"], registry=reg)
         self._metadata_warnings = Counter(f"{PREFIX}_metadata_warnings",
                                           "Recording metadata accepted with warnings.", registry=reg)
         self._http_requests = Counter(f"{PREFIX}_http_requests",
@@ -216,6 +220,13 @@ class Metrics:
     def call_ended(self, reason: str) -> None:
         """A session ended; `reason` is a short word such as "bye" or "rtp_timeout"."""
         self._calls_ended.labels(reason=self._end_reason(reason)).inc()
+
+    def call_refused(self, status: Union[int, str], reason: str) -> None:
+        """A new INVITE was refused; ``reason`` a phrase such as "No RTP port available",
+        exported as ``no_rtp_port_available``."""
+        slug = re.sub(r"[^a-z0-9]+", "_", str(reason).lower()).strip("_")[:40]
+        self._calls_refused.labels(status=status_label(status),
+                                   reason=self._refusal_reason(slug)).inc()
 
     def metadata_warning(self) -> None:
         self._metadata_warnings.inc()

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from siprec.media.codecs import DecoderOptions, can_decode, get_decoder
 from siprec.media.combine import combine_legs
+from siprec.recording.assurance import Assurance
 from siprec.recording.context import NoEvents, RecordingSettings, SessionContext
 from siprec.recording.files import RecordingFiles
 from siprec.recording.record import stream_stats
@@ -69,6 +70,7 @@ class RecordingManager:
             can_decode=can_decode, combine_rate=self.combine_rate, events=self.events,
             transcription=transcription, metrics=metrics,
             started=self.session_started, ended=self.session_ended)
+        self.assurance = Assurance(metrics)
         self._watchdog: Optional[task.LoopingCall] = None
         self.calls_total = 0
         self.closed_totals = {"packets": 0, "bytes": 0, "dropped": 0, "late": 0}
@@ -93,6 +95,11 @@ class RecordingManager:
         if limit and len(self.active) + len(self._setting_up) >= limit:
             return CallRejected(503, "Too many concurrent calls", headers=[("Retry-After", "5")])
         return None
+
+    def call_refused(self, call_id: str, status: int, reason: Optional[str],
+                     source: Optional[str] = None) -> None:
+        """The SIP core answered a new INVITE with an error: it will not be recorded."""
+        self.assurance.refused(call_id, status, reason, self.clock.seconds(), source)
 
     def create_session(self, call_id: str, sip_info: dict) -> RecordingSession:
         session = RecordingSession(self.context, call_id, sip_info)
@@ -143,6 +150,10 @@ class RecordingManager:
             self.recent.popitem(last=False)
         if self.metrics:
             self.metrics.call_ended(session.end_reason or "unknown")
+        try:
+            self.assurance.ended(session)
+        except Exception:
+            log.failure("Assurance check of {call_id} failed", call_id=session.call_id)
         self.events.call_ended(session)
         analysis = session.analysis_view()
         if analysis is not None:
