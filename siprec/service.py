@@ -251,7 +251,8 @@ class SiprecService(service.MultiService):
         return True, "ok"
 
     def _build_http(self) -> None:
-        self.api = SiprecApi(self.manager, self.metrics, self.health, self.reactor, auth=self.auth)
+        self.api = SiprecApi(self.manager, self.metrics, self.health, self.reactor, auth=self.auth,
+                             drain=self.start_drain)
         self.site = make_site(self.api, mounts=self.realtime.resources)
         self.site.noisy = False
         http = internet.TCPServer(self.config.http_port, self.site,
@@ -286,13 +287,23 @@ class SiprecService(service.MultiService):
             log.warn("{name} is set but that feature is not implemented in this version; ignored",
                      name=name)
 
+    def start_drain(self) -> None:
+        """Take no more calls: OPTIONS and INVITEs get 503 with Retry-After, readiness
+        fails, so load balancers and Kubernetes move on; calls already up go on."""
+        if self.manager.draining:
+            return
+        log.info("Draining: new calls refused; {n} active call(s) go on",
+                 n=self.manager.active_count)
+        self.manager.draining = True
+        self.core.stop_accepting()
+        self.health.set_draining()
+
     @defer.inlineCallbacks
     def stopService(self):
         if not self.running:
             return
         log.info("Stopping: refusing new calls, finalising active ones")
-        self.core.stop_accepting()
-        self.health.set_draining()
+        self.start_drain()
         drained = self.manager.drain()
         timeout = self.config.shutdown_timeout
         timer = self.reactor.callLater(timeout, drained.cancel) if timeout > 0 else None
