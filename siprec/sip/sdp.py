@@ -2,9 +2,11 @@
 
 Sans-IO. The parser is tolerant of what recording clients really send (LF-only
 line ends, stray whitespace, blank lines, unknown line types, missing ``s=`` or
-``t=``) and strict about what would make the description meaningless (no
-``v=`` line, bad ``o=``/``c=``/``m=`` lines). Every refusal is an
-:class:`SdpParseError` naming the offending line.
+``t=``, stray text after a complete description) and strict about what would
+make the description meaningless (no ``v=`` line, bad ``o=``/``c=``/``m=``
+lines). Every refusal is an :class:`SdpParseError` naming the offending line;
+what was tolerated comes back as sentences from
+:func:`parse_sdp_with_tolerances`.
 
 Serialisation is canonical (CRLF, RFC order ``v o s i u e p c b t r z k a``
 then the media sections ``m i c b k a``), and ``parse_sdp(d.to_bytes()) == d``
@@ -554,18 +556,48 @@ def _parse_timing(value: str, number: int, line: str) -> Timing:
 
 
 def _split_lines(text: str) -> Iterable[Tuple[int, str]]:
-    """Number and clean each line: CRLF or bare LF, surrounding blanks dropped."""
+    """Number and clean each line: CRLF or bare LF, surrounding blanks dropped.
+
+    Blank lines come through as "" so that the parser can tell where a
+    session description ends.
+    """
     for number, raw in enumerate(text.split("\n"), 1):
-        line = raw.strip(" \t\r")
-        if line:
-            yield number, line
+        yield number, raw.strip(" \t\r")
+
+
+def _is_typed(line: str) -> bool:
+    """A ``<type>=<value>`` line: one ASCII letter, then '='."""
+    return len(line) >= 2 and line[1] == "=" and line[0].isascii() and line[0].isalpha()
+
+
+def _end_note(number: int, line: str, after_blank: bool) -> str:
+    what = "a second v= line" if _is_typed(line) else f"stray text {line[:30]!r}"
+    where = " after a blank line" if after_blank else ""
+    return (f"SDP ended at line {number}: {what}{where} follows a complete session "
+            "description; the rest of the body was ignored")
 
 
 def parse_sdp(data: Union[bytes, bytearray, memoryview, str]) -> SessionDescription:
     """Parse an SDP body into a :class:`SessionDescription`.
 
     Raises :class:`SdpParseError` (and nothing else) for input that is not a
-    usable session description.
+    usable session description. Text after a complete description is
+    ignored; :func:`parse_sdp_with_tolerances` says when that happened.
+    """
+    return parse_sdp_with_tolerances(data)[0]
+
+
+def parse_sdp_with_tolerances(
+    data: Union[bytes, bytearray, memoryview, str]
+) -> Tuple[SessionDescription, Tuple[str, ...]]:
+    """Like :func:`parse_sdp`, also returning the quirks that were accepted.
+
+    Some SBCs (Oracle's among them) leave a blank line and a second,
+    differently bounded SDP block before the next MIME boundary. The first
+    complete description (``v=`` and ``o=`` read) ends at a second ``v=``
+    line or at a line that is not ``<type>=<value>``; the rest is ignored
+    and reported as one sentence. Blank lines between ``<type>=<value>``
+    lines are skipped as before.
     """
     if isinstance(data, str):
         text = data
@@ -578,6 +610,7 @@ def parse_sdp(data: Union[bytes, bytearray, memoryview, str]) -> SessionDescript
     else:
         raise TypeError(f"parse_sdp wants bytes or str, not {type(data).__name__}")
 
+    notes: List[str] = []
     session: Dict[str, str] = {}
     emails: List[str] = []
     phones: List[str] = []
@@ -590,10 +623,18 @@ def parse_sdp(data: Union[bytes, bytearray, memoryview, str]) -> SessionDescript
     connection: Optional[Connection] = None
     version: Optional[int] = None
 
+    after_blank = False
     for number, line in _split_lines(text):
+        if not line:
+            after_blank = True
+            continue
+        if origin is not None and (not _is_typed(line) or line[0] == "v"):
+            notes.append(_end_note(number, line, after_blank))
+            break
+        after_blank = False
         if "\r" in line or "\x00" in line:
             raise SdpParseError("stray CR or NUL inside a line", number, line)
-        if len(line) < 2 or line[1] != "=" or not (line[0].isascii() and line[0].isalpha()):
+        if not _is_typed(line):
             raise SdpParseError("not a <type>=<value> line", number, line)
         kind, value = line[0], line[2:]
 
@@ -654,10 +695,11 @@ def parse_sdp(data: Union[bytes, bytearray, memoryview, str]) -> SessionDescript
     built_media = tuple(m.build() for m in media)
     if connection is None and any(not m.connections for m in built_media):
         _log.debug("SDP from {origin} lacks c= for some media", origin=origin.to_value())
-    return SessionDescription(
+    description = SessionDescription(
         origin=origin, version=version, session_name=session_name or "-",
         information=session.get("i"), uri=session.get("u"),
         emails=tuple(emails), phones=tuple(phones), connection=connection,
         bandwidths=tuple(bandwidths), timing=tuple(timing) or (Timing(),),
         zone_adjustments=session.get("z"), key=session.get("k"),
         attributes=tuple(attributes), media=built_media, other_lines=tuple(other))
+    return description, tuple(notes)

@@ -671,18 +671,19 @@ class RejectionTests(SynchronousTestCase):
         self.assertRejects(b"v=0\no=- 1 1 IN IP4 192.0.2.1\nr=7d 1h 0\n", "r= line")
 
     def test_duplicate_lines(self) -> None:
-        """Two o=, two v= or two session c= lines mean two glued SDPs, not one."""
+        """Two o= or two session c= lines in one description are refused."""
         self.assertRejects((self.base + "o=- 2 2 IN IP4 192.0.2.1\n").encode(), "duplicate o=")
-        self.assertRejects((self.base + "v=0\n").encode(), "duplicate v=")
-        self.assertRejects((self.base + "m=audio 4000 RTP/AVP 0\nv=0\n").encode(),
-                           "duplicate v=")
+        self.assertRejects(b"v=0\nv=0\no=- 1 1 IN IP4 192.0.2.1\n", "duplicate v=")
         self.assertRejects((self.base + "c=IN IP4 192.0.2.2\n").encode(), "duplicate c=")
         self.assertRejects((self.base + "m=audio 4000 RTP/AVP 0\ni=a\ni=b\n").encode(),
                            "duplicate i=")
 
     def test_not_a_type_value_line(self) -> None:
+        """Before the description is complete (v= and o=), a stray line is an error."""
         for junk in ("hello", "=x", "ab=c", "1=2", "--boundary"):
-            self.assertRejects((self.base + junk + "\n").encode(), "<type>=<value>")
+            error = self.assertRejects(f"v=0\n{junk}\no=- 1 1 IN IP4 192.0.2.1\n".encode(),
+                                       "<type>=<value>")
+            self.assertEqual(error.line_number, 2)
 
     def test_empty_attribute(self) -> None:
         self.assertRejects((self.base + "a=\n").encode(), "no attribute name")
