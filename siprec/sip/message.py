@@ -26,6 +26,7 @@ from siprec.sip.headers import (
 
 __all__ = [
     "SipParseError",
+    "CSeqMethodMismatch",
     "Headers",
     "Request",
     "Response",
@@ -53,6 +54,15 @@ class SipParseError(ValueError):
         self.reason = reason
         self.status = status
         self.request = request
+
+
+class CSeqMethodMismatch(SipParseError):
+    """A request that is well formed except that its CSeq method is not its own.
+
+    Raised after every other check passed, so ``request`` is complete: the
+    UAS may still accept it inside a dialog (BroadWorks sends ``BYE`` and
+    ``ACK`` with ``CSeq: N INVITE``) and answers 400 anywhere else.
+    """
 
 
 _REASON_LIMIT = 200
@@ -507,6 +517,12 @@ def parse_message(data: bytes, *, max_size: Optional[int] = None) -> Message:
             problem, status = _check_request_uri(message)
         if problem:
             raise SipParseError(problem, status=status, request=_answerable(message))
+        cseq_method = message.cseq.method
+        if cseq_method != message.method:
+            raise CSeqMethodMismatch(
+                f"CSeq method {cseq_method[:20]} does not match request method {message.method[:20]}",
+                request=_answerable(message),
+            )
     else:
         for name in _MANDATORY:
             if not headers.get(name):
@@ -555,11 +571,9 @@ def _check_request(request: Request) -> Optional[str]:
     except HeaderError as e:
         return f"Bad Via header: {e}"
     try:
-        cseq = request.cseq
+        request.cseq
     except HeaderError as e:
         return f"Bad CSeq header: {e}"
-    if cseq.method != request.method:
-        return f"CSeq method {cseq.method[:20]} does not match request method {request.method[:20]}"
     for name in ("From", "To"):
         try:
             parse_name_addr(headers.get(name) or "")
