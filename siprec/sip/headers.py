@@ -23,6 +23,7 @@ __all__ = [
     "parse_params",
     "parse_uri",
     "parse_name_addr",
+    "repair_name_addr",
     "parse_via",
     "parse_cseq",
     "parse_option_tags",
@@ -373,6 +374,23 @@ def parse_name_addr(text: str) -> NameAddr:
     if any(ch.isspace() for ch in uri_text.strip()) or '"' in uri_text:
         raise HeaderError(f"address {_snippet(text)} is neither name-addr nor addr-spec")
     return NameAddr(uri=parse_uri(uri_text), params=parse_params(params_text))
+
+
+def repair_name_addr(text: str) -> Optional[NameAddr]:
+    """A name-addr some SRCs send broken, read as meant; None when it is not one of those.
+
+    Known breakage: an unclosed ``<`` (``<sip:src@192.0.2.1;transport=udp``);
+    everything after it is taken as the URI. Callers note the repair.
+    """
+    text = text.strip()
+    lt = _find_unquoted(text, "<")
+    if lt < 0 or text.find(">", lt) >= 0:
+        return None
+    try:
+        return NameAddr(uri=parse_uri(text[lt + 1 :]),
+                        display_name=_parse_display(text[:lt].strip()) or None)
+    except HeaderError:
+        return None
 
 
 def _parse_display(display: str) -> str:
