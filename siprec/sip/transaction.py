@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Hashable, Optional, Protocol, Tuple
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import MessageLengthError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from siprec.sip.datagram import MAX_DATAGRAM, fit_datagram
 from siprec.sip.headers import HeaderError
+from siprec.sip.log_budget import LogBudget
 from siprec.sip.message import Request, Response, make_response
 
 log = Logger()
@@ -139,16 +142,40 @@ class _Base:
         if call is not None and call.active():
             call.cancel()
 
+    def _fit(self, response: Response) -> Response:
+        """A final response too large for one datagram becomes a 513 (RFC 3261 §21.5.4)."""
+        if self.peer.reliable or response.status < 200:
+            return response
+        fitted = fit_datagram(response)
+        if fitted is None:
+            return response  # not even a 513 fits: _send drops it and says so
+        if fitted is not response and self.layer.oversize_log.allow():
+            log.warn("{status} for {method} {call_id} is {n} bytes, too large for UDP; "
+                     "sent 513 instead", status=response.status, method=self.request.method,
+                     call_id=self.request.headers.get("Call-ID"), n=len(response.to_bytes()))
+        return fitted
+
     def _send(self, response: Response) -> None:
+        data = response.to_bytes()
+        if not self.peer.reliable and len(data) > MAX_DATAGRAM:
+            if not self._send_failed:
+                self._send_failed = True
+                if self.layer.oversize_log.allow():
+                    log.warn("Dropped {status} for {method} {call_id}: {n} bytes do not fit in "
+                             "a UDP datagram, not even as a 513", status=response.status,
+                             method=self.request.method,
+                             call_id=self.request.headers.get("Call-ID"), n=len(data))
+            return
         try:
-            self.peer.send(response.to_bytes())
-        except (ConnectionError, OSError) as e:
-            # A closed TCP/TLS connection or an unreachable address: say so once.
+            self.peer.send(data)
+        except (ConnectionError, OSError, MessageLengthError) as e:
+            # A closed TCP/TLS connection, an unreachable address or a datagram
+            # the socket refuses: say so once.
             if not self._send_failed:
                 self._send_failed = True
                 log.warn("Could not send {status} for {method} to {peer}: {error}",
                          status=response.status, method=self.request.method,
-                         peer=getattr(self.peer, "remote", "?"), error=e)
+                         peer=self.peer.remote, error=e)
         except Exception:
             log.failure("Could not send {status} for {method}", status=response.status,
                         method=self.request.method)
@@ -210,6 +237,7 @@ class InviteServerTransaction(ServerTransaction):
                          status=response.status)
             return
         self._cancel("100")
+        response = self._fit(response)
         self.last_response = response
         self._send(response)
         if response.status < 200:
@@ -298,6 +326,7 @@ class NonInviteServerTransaction(ServerTransaction):
             log.warn("Dropping {status} for {method}: transaction already answered",
                      status=response.status, method=self.request.method)
             return
+        response = self._fit(response)
         self.last_response = response
         self._send(response)
         if response.status < 200:
@@ -373,6 +402,7 @@ class TransactionLayer:
         self.client: Dict[Hashable, ClientTransaction] = {}
         # Counted, not logged: a flood of strays must not become a flood of log lines.
         self.stray_responses = 0
+        self.oversize_log = LogBudget(clock, "oversized responses")
 
     def receive_request(self, request: Request, peer: Peer) -> None:
         try:
