@@ -16,6 +16,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from siprec.media.spec import PayloadFormat
+from siprec.recording.multipart import split_siprec_body
 from siprec.sip.dialog import Dialog
 from siprec.sip.message import Request, Response, SipParseError, parse_message
 from siprec.sip.offer_answer import (
@@ -28,7 +29,8 @@ from siprec.sip.offer_answer import (
 )
 from siprec.sip.sdp import SessionDescription, parse_sdp
 from siprec.sip.transaction import Timers
-from siprec.sip.uas import ACCEPTED_TYPES, CallRejected, SipCore, UasSettings, _LogBudget
+from siprec.sip.log_budget import LogBudget
+from siprec.sip.uas import ACCEPTED_TYPES, CallRejected, SipCore, UasSettings
 
 SRC = ("192.0.2.10", 5060)
 OURS = ("192.0.2.1", 5060)
@@ -267,7 +269,8 @@ class CoreTestCase(SynchronousTestCase):
         settings = UasSettings(host="192.0.2.1", user_agent="siprec-test",
                                timers=Timers(t1=T1), **self.settings)
         self.core = SipCore(self.clock, self.handler, settings,
-                            peer_for_dialog=lambda dialog: self.peer)
+                            peer_for_dialog=lambda dialog: self.peer,
+                            read_body=split_siprec_body)
         self._seen = 0
 
     # -- driving ------------------------------------------------------------
@@ -611,9 +614,33 @@ class OptionsTests(CoreTestCase):
         self.assertEqual(response.to.tag, ok.to.tag)
         self.assertEqual(call.end_reasons(), [])
 
-    def test_options_answered_while_shutting_down(self) -> None:
-        self.core.stop_accepting()
+    def test_options_503_while_draining(self) -> None:
+        """From stop_accepting() on, load balancers probing with OPTIONS see 503 + Retry-After."""
         self.one(self.send(request("OPTIONS")), 200)
+        self.core.stop_accepting()
+        response = self.one(self.send(request("OPTIONS")), 503)
+        self.assertEqual(response.headers.get("Retry-After"), "30")
+        self.assertEqual(response.reason, "Shutting down")
+
+    def test_drain_retry_after_configurable(self) -> None:
+        self.core.settings.drain_retry_after = 120
+        self.core.stop_accepting()
+        self.assertEqual(self.one(self.send(request("OPTIONS")), 503).headers.get("Retry-After"), "120")
+        self.assertEqual(self.one(self.send(siprec_invite()), 503).headers.get("Retry-After"), "120")
+
+    def test_in_dialog_requests_work_while_draining(self) -> None:
+        """Existing calls go on: in-dialog OPTIONS, re-INVITE, UPDATE and BYE are answered 200."""
+        invite, ok, call = self.establish()
+        self.core.stop_accepting()
+        self.one(self.send(self.in_dialog("OPTIONS", ok, 2)), 200)
+        reinvite = self.one(self.send(self.in_dialog("INVITE", ok, 3, body=OFFER,
+                                                     content_type="application/sdp")), 200)
+        self.send(ack_for(reinvite))
+        self.one(self.send(self.in_dialog("UPDATE", ok, 4, body=METADATA,
+                                          content_type="application/rs-metadata+xml")), 200)
+        self.one(self.send(self.in_dialog("BYE", ok, 5)), 200)
+        self.assertEqual(call.end_reasons(), ["bye"])
+        self.one(self.send(siprec_invite(call_id="new@src")), 503)
 
     def test_options_with_unknown_require_is_420(self) -> None:
         self.one(self.send(request("OPTIONS", headers=["Require: gruu"])), 420)
@@ -1030,7 +1057,7 @@ class ParseErrorTests(CoreTestCase):
 
     def test_log_budget_summarises(self) -> None:
         clock = Clock()
-        budget = _LogBudget(clock, "things", limit=3, window=60)
+        budget = LogBudget(clock, "things", limit=3, window=60)
         self.assertEqual([budget.allow() for _ in range(5)], [True, True, True, False, False])
         self.assertEqual(budget.suppressed, 2)
         clock.advance(60)
