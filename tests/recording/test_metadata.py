@@ -16,6 +16,7 @@ from siprec.recording.metadata import (
     MAX_DEPTH,
     MAX_METADATA_BYTES,
     RFC_NAMESPACE,
+    SIPREC_NAMESPACE,
     MetadataDocument,
     MetadataError,
     NameID,
@@ -519,7 +520,7 @@ class BrokenAndHostileTests(SynchronousTestCase):
         self.assertRefused(fixture("rfc7865_complete.xml")[:200], "not well-formed XML")
 
     def test_wrong_root(self) -> None:
-        self.assertRefused(b'<metadata xmlns="urn:ietf:params:xml:ns:recording:1"/>', "root element is <metadata>, expected <recording>")
+        self.assertRefused(b'<metadata xmlns="urn:ietf:params:xml:ns:recording:1"/>', "root element is <metadata>, expected <recording> or <recording_metadata>")
 
     def test_empty(self) -> None:
         self.assertRefused(b"", "empty")
@@ -576,6 +577,10 @@ class BrokenAndHostileTests(SynchronousTestCase):
             fixture("transfer_partial.xml"),
             vendor_metadata("sonus_ribbon_body.txt", "ribbon-delim"),
             vendor_metadata("oracle_acme_body.txt", "acme-boundary-9"),
+            vendor_metadata("broadworks_origcall_body.txt", "BroadWorksBoundary-7"),
+            fixture("webex_calling_no_streams.xml"),
+            fixture("metaswitch_cfs.xml"),
+            fixture("intrado_viper.xml"),
         ]
         for data in documents:
             for end in range(len(data) + 1):
@@ -607,6 +612,13 @@ class BrokenAndHostileTests(SynchronousTestCase):
                 "</disassociate-time>", '<nameID aor="1@h">', "</nameID>", "<name>", "</name>",
                 '<x:e xmlns:x="urn:x">', "</x:e>", "<extensiondata>", "</extensiondata>", "&amp;", "<", ">", " ",
                 '<session session_id="c">', "</session>", "<group-ref>", "</group-ref>", "<sipSessionID>", "</sipSessionID>",
+                f'<recording_metadata xmlns="{SIPREC_NAMESPACE}">', "</recording_metadata>", "<dataMode>",
+                "</dataMode>", '<participant id="p" session="c">', '<stream id="s" session="c">', "<aor>", "</aor>",
+                "<id>", "</id>", "s", '<group id="g" recording="r">', "</group>", '<extensiondata parent="c">',
+                '<extensiondata parent="p">', "<broadWorksRecordingMetadata>", "</broadWorksRecordingMetadata>",
+                "<callType>", "</callType>", "<termCall>", "</termCall>", "<origCall>", "</origCall>",
+                "<callingPartyNumber>", "</callingPartyNumber>", "<initiator>", "</initiator>", "sip:1@h",
+                "<role>", "</role>", "calling", "<metaswitchRecordingMetadata>", "</metaswitchRecordingMetadata>",
             ]),
             max_size=40,
         )
@@ -630,10 +642,15 @@ _ELEMENT_NAMES = [
     "datamode", "dataMode", "group", "session", "participant", "stream", "label", "mode", "send", "recv",
     "nameID", "name", "associate-time", "disassociate-time", "participantstreamassoc",
     "participantsessionassoc", "sessionrecordingassoc", "sipSessionID", "group-ref", "start-time",
-    "stop-time", "extensiondata", "x:ext", "callData",
+    "stop-time", "extensiondata", "x:ext", "callData", "aor", "id", "initiator", "recording", "requestor",
+    "broadWorksRecordingMetadata", "metaswitchRecordingMetadata", "callType", "origCall", "termCall",
+    "callingPartyNumber", "callingParty", "role",
 ]
-_ATTRIBUTES = ["participant_id", "session_id", "stream_id", "group_id", "id", "session", "aor", "xml:lang", "x:a"]
-_VALUES = ["", "p", "q", "s", "c", "g", "1", "sip:a@b", "1234", "complete", "partial", "Partial",
+_ATTRIBUTES = [
+    "participant_id", "session_id", "stream_id", "group_id", "id", "session", "aor", "xml:lang", "x:a",
+    "parent", "group",
+]
+_VALUES = ["", "p", "q", "s", "c", "g", "1", "sip:a@b", "1234", "complete", "partial", "Partial", "calling", "true",
            "2020-01-01T00:00:00Z", "2020-01-01T00:00:00", "2020-13-40", " ", "&amp;&lt;", "\u00e9"]
 
 
@@ -654,25 +671,29 @@ _TREES = st.recursive(
 
 
 class GeneratedDocumentTests(SynchronousTestCase):
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=400, deadline=None)
     @given(
-        st.sampled_from([RFC_NAMESPACE, DRAFT_NAMESPACE, "", "urn:other"]),
+        st.sampled_from(["recording", "recording_metadata"]),
+        st.sampled_from([RFC_NAMESPACE, DRAFT_NAMESPACE, SIPREC_NAMESPACE, "", "urn:other"]),
         st.lists(_TREES, max_size=8),
         st.booleans(),
     )
-    def test_well_formed_documents_always_read(self, namespace: str, children: list[str], prefixed: bool) -> None:
-        """Any well-formed <recording> document is read (never an error) and merges."""
+    def test_well_formed_documents_always_read(
+        self, root: str, namespace: str, children: list[str], prefixed: bool
+    ) -> None:
+        """Any well-formed document of either root is read (never an error) and merges."""
         if prefixed and namespace:
             body = "".join(children)
-            data = f'<rs:recording xmlns:rs="{namespace}" xmlns:x="urn:x">{body}</rs:recording>'
+            data = f'<rs:{root} xmlns:rs="{namespace}" xmlns:x="urn:x">{body}</rs:{root}>'
         else:
             declaration = f' xmlns="{namespace}"' if namespace else ""
-            data = f'<recording{declaration} xmlns:x="urn:x">{"".join(children)}</recording>'
+            data = f'<{root}{declaration} xmlns:x="urn:x">{"".join(children)}</{root}>'
         parsed = parse_metadata(data.encode())
         live = RecordingMetadata()
         live.apply(parsed)
         live.apply(parsed)
         json.dumps(live.to_dict())
+        live.caller()
         for stream in live.streams.values():
             if stream.label:
                 live.participant_for_label(stream.label)
