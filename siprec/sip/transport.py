@@ -13,7 +13,7 @@ from twisted.internet import protocol
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from siprec.sip.framing import Frame, FramingError, KeepAlive, StreamFramer
+from siprec.sip.framing import FramingError, KeepAlive, StreamFramer
 from siprec.sip.headers import HeaderError
 from siprec.sip.message import Request, SipParseError, parse_message
 from siprec.sip.routing import response_address, stamp_via
