@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from twisted.application import internet, service
 from twisted.internet import defer, endpoints, ssl
@@ -33,8 +33,8 @@ from siprec.http.app import SiprecApi, make_site
 from siprec.media.service import MediaService
 from siprec.ops.health import Health
 from siprec.ops.metrics import LiveFigures, Metrics
+from siprec.ops.services import OrderedMultiService, ThreadPoolService
 from siprec.recording.manager import ManagerSettings, RecordingManager
-from siprec.sip.headers import HeaderError
 from siprec.sip.transaction import Timers
 from siprec.sip.transport import (
     UDP_MAX_DATAGRAM,
@@ -120,7 +120,11 @@ class _UdpListener(service.Service):
             return port.stopListening()
 
 
-class SiprecService(service.MultiService):
+class SiprecService(OrderedMultiService):
+    """The whole server. Children start in the order added and stop in reverse,
+    one after another (pools, real-time publishers, transcription, media, SIP,
+    HTTP), after the drain has finalised every call."""
+
     def __init__(self, config: Config, reactor=None, install_logging: bool = False):
         super().__init__()
         self.install_logging = install_logging  # twistd's observers get LOG_LEVEL/LOG_FORMAT
@@ -134,27 +138,32 @@ class SiprecService(service.MultiService):
         self.health = Health(reactor, version=siprec.__version__,
                              active_calls=lambda: self.manager.active_count)
         self.threadpool = ThreadPool(minthreads=1, maxthreads=4, name="siprec-files")
-        self.address, self.address_source = advertised_address(config)
+        ThreadPoolService(self.threadpool).setServiceParent(self)
+        # Found when the service starts (EXTERNAL_IP=auto asks a STUN server).
+        self.address: Optional[str] = None
+        self.address_source: Optional[str] = None
+        self.auth = authenticator_from_config(config, reactor)
+        self.realtime = build_realtime(config, reactor, self.auth)
+        for part in self.realtime.services:
+            part.setServiceParent(self)
+        self.metrics.registry.register(self.realtime.collector)
+        self.transcription = self._build_transcription()
         self.media = MediaService(
             reactor, config.rtp_port_min, config.rtp_port_max, config.rtp_bind_ip or "",
             header_interval=config.wav_header_interval,
             opus_sample_rate=int(config.opus_sample_rate),
             record_raw_rtp=config.record_raw_rtp)
         self.media.setServiceParent(self)
-        self.auth = authenticator_from_config(config, reactor)
-        self.realtime = build_realtime(config, reactor, self.auth)
-        self.metrics.registry.register(self.realtime.collector)
-        self.transcription = self._build_transcription()
         self.manager = RecordingManager(
             reactor, self.media,
             ManagerSettings(
                 recording_dir=config.recording_dir,
-                media_address=self.address,
+                media_address="0.0.0.0",  # set when the address is known
                 combine_legs=config.recording_combine_legs,
                 rtp_timeout=config.rtp_timeout,
                 max_calls=config.max_concurrent_calls,
                 accept_savp=config.enable_srtp,
-                warning_agent=_warn_agent(self.address),
+
                 opus_sample_rate=int(config.opus_sample_rate),
                 audio_analysis=config.audio_analysis_enabled,
             ),
@@ -167,7 +176,7 @@ class SiprecService(service.MultiService):
         self.core = SipCore(
             reactor, self.manager,
             UasSettings(
-                host=self.address,
+                host="0.0.0.0",  # set when the address is known
                 user_agent=config.sip_user_agent,
                 require_metadata=config.siprec_require_metadata,
                 session_expires=config.session_expires,
@@ -229,8 +238,10 @@ class SiprecService(service.MultiService):
         from siprec.stt.service import TranscriptionService
         self.stt_pool = ThreadPool(minthreads=1, maxthreads=self.config.stt_threads,
                                    name="siprec-stt")
+        ThreadPoolService(self.stt_pool).setServiceParent(self)
         transcription = TranscriptionService(self.config, self.reactor, self.stt_pool,
                                              self._transcript_result)
+        transcription.setServiceParent(self)
         self.metrics.registry.register(SttCollector(transcription.status))
         self.health.add_check("stt", self._stt_check)
         return transcription
@@ -261,16 +272,24 @@ class SiprecService(service.MultiService):
         http.setServiceParent(self)
 
     # -- running ----------------------------------------------------------------
+    def _resolve_address(self) -> None:
+        """The address our Contact and SDP advertise (may ask a STUN server)."""
+        if self.address is not None:
+            return
+        self.address, self.address_source = advertised_address(self.config)
+        self.manager.settings.media_address = self.address
+        self.manager.settings.warning_agent = _warn_agent(self.address)
+        self.core.settings.host = self.address
+
+    def privilegedStartService(self):
+        self._resolve_address()
+        super().privilegedStartService()
+
     def startService(self):
-        for part in self.realtime.services:
-            part.startService()
-        if self.transcription is not None:
-            self.stt_pool.start()
-            self.transcription.startService()
         if self.install_logging:
             install_log_filter(self.config.log_level, self.config.log_format)
+        self._resolve_address()
         ensure_recording_dir(self.config)
-        self.threadpool.start()
         super().startService()
         self.manager.start()
         log.info("siprec {version} ready: SIP on {host} ports {ports} (UDP/TCP){tls}, HTTP on "
@@ -315,15 +334,10 @@ class SiprecService(service.MultiService):
             if timer is not None and timer.active():
                 timer.cancel()
         self.manager.stop()
+        # HTTP, SIP, media, transcription (its last utterances), the publishers
+        # (so call.ended and the last transcripts still go out), then the pools.
         yield defer.maybeDeferred(super().stopService)
         self.core.close()
-        if self.transcription is not None:
-            yield defer.maybeDeferred(self.transcription.stopService)
-            self.stt_pool.stop()
-        # after the drain, so call.ended and the last transcripts still go out
-        for part in reversed(self.realtime.services):
-            yield defer.maybeDeferred(part.stopService)
-        self.threadpool.stop()
 
     # -- routing of requests we send -------------------------------------------
     def peer_for_dialog(self, dialog):
