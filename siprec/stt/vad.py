@@ -11,9 +11,9 @@ count as silence. No clock, no threads: feed samples, get utterances.
 Why WebRTC's VAD here and the analysis path's detector
 (``siprec.media.dsp.vad``) there: ``bench/vad.py`` measured both on both
 jobs. For utterances a lost word cannot be won back, and WebRTC's VAD lost
-none even at 0 dB SNR, at a tenth of the analysis detector's CPU; that
-detector is the better judge of talk time in noise but drops speech the
-recognizer needs. Figures in docs/stt.md. What both need is shared with it:
+none even at 0 dB SNR, at an eighth to a fourteenth of the analysis
+detector's CPU per frame; that detector is the better judge of talk time
+in noise but drops speech the recognizer needs. Figures in docs/stt.md. What both need is shared with it:
 frames cut by its ``Framer``, levels as its ``mean_power``, and the call
 timeline (overlaps dropped, short holes filled) kept by
 ``siprec.media.dsp.base.Continuity``.
