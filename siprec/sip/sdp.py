@@ -572,9 +572,8 @@ def _is_typed(line: str) -> bool:
 
 def _end_note(number: int, line: str, after_blank: bool) -> str:
     what = "a second v= line" if _is_typed(line) else f"stray text {line[:30]!r}"
-    where = " after a blank line" if after_blank else ""
-    return (f"SDP ended at line {number}: {what}{where} follows a complete session "
-            "description; the rest of the body was ignored")
+    where = ", after a blank line" if after_blank else ""
+    return f"SDP ended before line {number} ({what}{where}); the rest of the body was ignored"
 
 
 def parse_sdp(data: Union[bytes, bytearray, memoryview, str]) -> SessionDescription:

@@ -152,6 +152,31 @@ class SplitSiprecBodyTests(SynchronousTestCase):
         self.assertEqual(len(result.metadata), 1)
         self.assertIn("read as multipart with boundary 'Cube-Boundary-77'", result.tolerances[0])
 
+    def test_recording_metadata_root_sniffed(self) -> None:
+        """<recording_metadata> (pre-RFC BroadWorks/Webex) is metadata wherever <recording> is."""
+        doc = b'<?xml version="1.0"?>\r\n<recording_metadata xmlns="urn:ietf:params:xml:ns:siprec"/>'
+        self.assertEqual(split_siprec_body(None, doc).metadata, (doc,))
+        self.assertEqual(split_siprec_body("application/xml", doc).metadata, (doc,))
+        body = b"--b\r\n\r\n" + doc + b"\r\n--b--"
+        self.assertEqual(split_siprec_body("multipart/mixed;boundary=b", body).metadata, (doc,))
+        with self.assertRaises(UnsupportedBody):
+            split_siprec_body("application/xml", b"<recording_other/>")
+
+    def test_metadata_part_before_sdp(self) -> None:
+        """BroadWorks sends the metadata part first, with a Content-Length of its own."""
+        body = (b"--B\r\nContent-Type:application/rs-metadata+xml\r\nContent-Disposition:recording-session"
+                b"\r\nContent-Length:15\r\n\r\n<recording_metadata/>\r\n--B\r\nContent-Type: application/sdp"
+                b"\r\n\r\nv=0\r\n\r\n--B--\r\n")
+        result = split_siprec_body("multipart/mixed;boundary=B", body)
+        self.assertEqual((result.sdp, result.metadata, result.tolerances),
+                         (b"v=0\r\n", (b"<recording_metadata/>",), ()))
+
+    def test_errors_are_the_sip_cores(self) -> None:
+        """The splitter raises the SIP core's own error types, so the core maps them to 415/400."""
+        from siprec.sip import mime
+        self.assertIs(UnsupportedBody, mime.UnsupportedBody)
+        self.assertIs(MultipartError, mime.MultipartError)
+
     def test_no_content_type_garbage(self) -> None:
         with self.assertRaises(UnsupportedBody) as caught:
             split_siprec_body(None, b"hello world")

@@ -26,6 +26,7 @@ from siprec.sip.headers import (
     parse_uri,
     parse_via,
     quote_string,
+    repair_name_addr,
     split_commas,
 )
 
@@ -248,6 +249,19 @@ class NameAddrTests(SynchronousTestCase):
             with self.assertRaises(HeaderError, msg=text) as ctx:
                 parse_name_addr(text)
             self.assertIn(expected, str(ctx.exception), text)
+
+
+class RepairNameAddrTests(SynchronousTestCase):
+    def test_unclosed_bracket_read_to_the_end(self) -> None:
+        """Everything after an unclosed '<' is the URI, its parameters included."""
+        repaired = repair_name_addr('"SBC" <sip:src@192.0.2.1:5060;transport=udp')
+        self.assertEqual(str(repaired.uri), "sip:src@192.0.2.1:5060;transport=udp")
+        self.assertEqual(repaired.display_name, "SBC")
+
+    def test_only_that_breakage(self) -> None:
+        """Good addresses, other breakage and unreadable URIs are not "repaired"."""
+        for text in ("<sip:a@b>", "sip:a@b", "<", "<nonsense", '"open <sip:a@b', "<sip:@>"):
+            self.assertIsNone(repair_name_addr(text), text)
 
 
 class ViaTests(SynchronousTestCase):

@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from siprec.sip.headers import HeaderError
 from siprec.sip.message import (
+    CSeqMethodMismatch,
     Headers,
     Request,
     Response,
@@ -313,6 +314,19 @@ class MalformedRequestTests(SynchronousTestCase):
         ]
         for data, status, says in cases:
             self.assertRejected(data, status, says, answerable=True)
+
+    def test_cseq_method_mismatch_is_its_own_error_with_the_whole_request(self) -> None:
+        """Raised only when nothing else is wrong, so the UAS may still take it in a dialog."""
+        error = self.assertRejected(request_text(CSeq="1 INVITE"), 400,
+                                    "CSeq method INVITE does not match request method OPTIONS", True)
+        self.assertIsInstance(error, CSeqMethodMismatch)
+        self.assertEqual((error.request.method, error.request.cseq.method), ("OPTIONS", "INVITE"))
+        other = self.assertRejected(request_text(CSeq="1 INVITE", Max_Forwards="many"), 400,
+                                    "Max-Forwards", True)
+        self.assertNotIsInstance(other, CSeqMethodMismatch)
+        uri = self.assertRejected(request_text(CSeq="1 INVITE", start="OPTIONS http://x/ SIP/2.0"),
+                                  416, "not supported", True)
+        self.assertNotIsInstance(uri, CSeqMethodMismatch)
 
     def test_malformed_request_line_answered_with_cseq_method(self) -> None:
         """An unreadable request line still gets a 400 when the headers allow it."""

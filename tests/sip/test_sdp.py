@@ -24,6 +24,7 @@ from siprec.sip.sdp import (
     SessionDescription,
     Timing,
     parse_sdp,
+    parse_sdp_with_tolerances,
 )
 
 
@@ -601,6 +602,49 @@ class ToleranceTests(SynchronousTestCase):
 
 
 # ---------------------------------------------------------------- strictness
+
+
+class FirstDescriptionTests(SynchronousTestCase):
+    """The first complete description is the SDP; what follows it is ignored and said."""
+
+    first = ("v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\nc=IN IP4 192.0.2.1\nt=0 0\n"
+             "m=audio 4000 RTP/AVP 0\na=label:1\n")
+
+    def test_blank_line_then_second_block(self) -> None:
+        """Oracle SBC style: a blank line and another, differently bounded SDP block."""
+        data = (self.first + "\n--other-boundary\nContent-Type: application/sdp\n\n"
+                "v=0\no=- 9 9 IN IP4 198.51.100.7\nm=audio 5004 RTP/AVP 8\n").encode()
+        sdp, notes = parse_sdp_with_tolerances(data)
+        self.assertEqual(sdp, parse_sdp(self.first))
+        self.assertEqual(notes, ("SDP ended before line 9 (stray text '--other-boundary', after a "
+                                 "blank line); the rest of the body was ignored",))
+        self.assertEqual(parse_sdp(data), sdp)
+
+    def test_second_v_line_ends_the_first(self) -> None:
+        for glue in ("", "\r\n\r\n"):
+            data = (self.first + glue + "v=0\no=- 9 9 IN IP4 198.51.100.7\n").encode()
+            sdp, notes = parse_sdp_with_tolerances(data)
+            self.assertEqual([m.port for m in sdp.media], [4000])
+            self.assertIn("a second v= line", notes[0])
+
+    def test_stray_text_without_blank_line(self) -> None:
+        sdp, notes = parse_sdp_with_tolerances((self.first + "Content-Type: x\n").encode())
+        self.assertEqual(len(sdp.media), 1)
+        self.assertEqual(notes, ("SDP ended before line 8 (stray text 'Content-Type: x'); the rest "
+                                 "of the body was ignored",))
+
+    def test_blank_lines_between_sections_are_no_end(self) -> None:
+        """Blank lines followed by more <type>=<value> lines are skipped, as before, silently."""
+        data = (self.first + "\n\nm=audio 4002 RTP/AVP 0\n\na=label:2\n").encode()
+        sdp, notes = parse_sdp_with_tolerances(data)
+        self.assertEqual(([m.label for m in sdp.media], notes), (["1", "2"], ()))
+
+    def test_clean_sdp_has_no_notes(self) -> None:
+        self.assertEqual(parse_sdp_with_tolerances(self.first.encode())[1], ())
+
+    def test_the_kept_part_round_trips(self) -> None:
+        sdp, _ = parse_sdp_with_tolerances((self.first + "\ngarbage\n").encode())
+        self.assertEqual(parse_sdp_with_tolerances(sdp.to_bytes()), (sdp, ()))
 
 
 class RejectionTests(SynchronousTestCase):

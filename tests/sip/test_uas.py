@@ -499,6 +499,25 @@ class NewCallTests(CoreTestCase):
         self.assertEqual(self.one(self.take()).uri, "sip:sbc@src.example")
 
 
+class DefaultBodyReaderTests(CoreTestCase):
+    """A SipCore given no body reader is a plain SIP UAS: SDP or nothing."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.core = SipCore(self.clock, self.handler,
+                            UasSettings(host="192.0.2.1", user_agent="siprec-test", timers=Timers(t1=T1)),
+                            peer_for_dialog=lambda dialog: self.peer)
+
+    def test_plain_sdp_call(self) -> None:
+        self.one(self.send(request("INVITE", body=OFFER, content_type="application/sdp")), 200)
+        self.assertEqual(self.handler.sessions[0].events[0][2], [])
+
+    def test_siprec_multipart_is_415(self) -> None:
+        response = self.one(self.send(siprec_invite()), 415)
+        self.assertEqual(response.headers.get("Accept"), ACCEPTED_TYPES)
+        self.assertEqual(self.handler.sessions, [])
+
+
 class RejectionTests(CoreTestCase):
     """Requests SipCore refuses, each with the status and headers the RFCs ask for."""
 
