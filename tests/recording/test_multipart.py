@@ -165,7 +165,7 @@ class SplitSiprecBodyTests(SynchronousTestCase):
     def test_metadata_part_before_sdp(self) -> None:
         """BroadWorks sends the metadata part first, with a Content-Length of its own."""
         body = (b"--B\r\nContent-Type:application/rs-metadata+xml\r\nContent-Disposition:recording-session"
-                b"\r\nContent-Length:15\r\n\r\n<recording_metadata/>\r\n--B\r\nContent-Type: application/sdp"
+                b"\r\nContent-Length:21\r\n\r\n<recording_metadata/>\r\n--B\r\nContent-Type: application/sdp"
                 b"\r\n\r\nv=0\r\n\r\n--B--\r\n")
         result = split_siprec_body("multipart/mixed;boundary=B", body)
         self.assertEqual((result.sdp, result.metadata, result.tolerances),
