@@ -14,6 +14,15 @@ whole run is decoded with one table lookup and placed with one timeline
 call. Anything else (reordering, loss, SSRC or payload-type changes,
 other codecs) goes packet by packet through the same sans-IO parts.
 
+Each packet is decoded by its own payload type, whatever was answered:
+any offered type, and the static audio types even when not offered
+(SRCs such as Cisco CUBE and Webex send PCMA on a PCMU or Opus answer).
+Decoders are made when a type is first seen. The leg WAV keeps the
+answered codec's rate and channel count; other audio is resampled and
+remixed to it (codecs/route.py). Each such quirk is logged once and kept
+in ``stats()["tolerances"]`` for the call record. A dynamic type that was
+not offered is counted as unknown and not recorded.
+
 Everything the stream needs comes in as plain data (a StreamSpec and
 keyword settings); it reports back through the listener's optional
 callbacks and ``stats()`` dicts.
@@ -26,7 +35,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
@@ -35,14 +44,15 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from siprec.media.codecs import Decoder, DecoderOptions, get_decoder
+from siprec.media.codecs import DecoderOptions, get_decoder, static_format
 from siprec.media.codecs.base import DEFAULT_OPUS_SAMPLE_RATE
+from siprec.media.codecs.route import LegFormat, PayloadRoute, format_name
 from siprec.media.dtmf import DtmfEvent, DtmfParseError, DtmfReceiver
 from siprec.media.pcap import PcapWriter
 from siprec.media.quality import StreamQuality
 from siprec.media.rtcp import Bye, ReceiverReport, RtcpParseError, SenderReport, SourceDescription, parse_rtcp
 from siprec.media.rtp import RtpParseError, is_rtcp, parse_rtp
-from siprec.media.spec import StreamSpec
+from siprec.media.spec import PayloadFormat, StreamSpec
 from siprec.media.srtp import CryptoError, SrtpReceiver
 from siprec.media.timeline import DEFAULT_REORDER_WINDOW, DEFAULT_RESYNC_THRESHOLD, Chunk, LegTimeline
 from siprec.media.wav import WavWriter
@@ -57,6 +67,8 @@ RELATCH_AFTER = 2.0
 MAX_PENDING = 16384
 MAX_DTMF_KEPT = 1000
 RTP_HEADER = 12
+# What a payload type turned out to be, the first time it was seen.
+AUDIO, EVENT, COMFORT_NOISE, UNDECODABLE, UNKNOWN = "audio", "event", "cn", "undecodable", "unknown"
 _HEADER = struct.Struct("!BBHII")
 
 Address = Tuple[str, int]
@@ -79,6 +91,8 @@ class RtcpReceiver(DatagramProtocol):
         self.bytes = 0
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
+        if self.stream is not None and self.stream.closed:
+            return  # after BYE: the stream's final figures stay as they were
         self.packets += 1
         self.bytes += len(data)
         if self.stream is not None:
@@ -126,27 +140,26 @@ class MediaStream(DatagramProtocol):
         self.decoder_options = DecoderOptions(opus_sample_rate=opus_sample_rate)
         self.rtcp = RtcpReceiver(self)
 
-        self._decoders: Dict[int, Decoder] = {}
+        self._offered: Dict[int, PayloadFormat] = {f.payload_type: f for f in reversed(spec.formats)}
+        self._kinds: Dict[int, str] = {}  # payload type -> AUDIO, EVENT, ... once seen
+        self._routes: Dict[int, PayloadRoute] = {}  # audio payload types
         self._tables: Dict[int, np.ndarray] = {}  # G.711 lookup tables by PT: the fast path
-        self._event_pts: Set[int] = set()
-        self._cn_pts: Set[int] = set()
-        self._undecodable_pts: Set[int] = set()
-        self._primary: Optional[Decoder] = None
-        self._primary_pt: Optional[int] = None
-        self._primary_clock = 8000
+        self._primary: Optional[PayloadRoute] = None
+        self._last_pt: Optional[int] = None  # payload type of the last audio decoded
+        self.leg: Optional[LegFormat] = None
         self.dtmf: Optional[DtmfReceiver] = None
-        self._choose_decoders(dtmf_end_timeout)
+        self._choose_primary(dtmf_end_timeout)
         self.timeline: Optional[LegTimeline] = None
         self.quality: Optional[StreamQuality] = None
-        if self._primary is not None:
+        if self._primary is not None and self.leg is not None:
             self.timeline = LegTimeline(
-                self._primary.sample_rate,
+                self.leg.sample_rate,
                 call_start,
-                self._primary.channels,
+                self.leg.channels,
                 reorder_window=reorder_window,
                 resync_threshold=resync_threshold,
             )
-            self.quality = StreamQuality(self._primary_clock, self._primary.encoding)
+            self.quality = StreamQuality(self._primary.decoder.clock_rate, self._primary.decoder.encoding)
 
         self.srtp: Optional[SrtpReceiver] = None
         self.srtp_error: Optional[str] = None
@@ -186,6 +199,10 @@ class MediaStream(DatagramProtocol):
         self.comfort_noise = 0
         self.unknown_payload_type = 0
         self.undecodable = 0
+        self.packets_by_codec: Dict[str, int] = {}  # audio packets decoded, by format name
+        self.other_codec_packets = 0  # audio packets of another type than the answered one
+        self.resampled_packets = 0  # audio packets converted to the leg's rate or channels
+        self.tolerances: List[str] = []  # quirks of the SRC we recorded anyway, one sentence each
         self.decode_errors = 0
         self.flush_errors = 0
         self.sink_errors = 0
@@ -196,36 +213,67 @@ class MediaStream(DatagramProtocol):
         self.rtcp_cname: Optional[str] = None
         self.last_sender_report: Optional[Dict[str, Any]] = None
 
-    def _choose_decoders(self, dtmf_end_timeout: float) -> None:
-        """One decoder per payload type, chosen by rtpmap name."""
+    def _choose_primary(self, dtmf_end_timeout: float) -> None:
+        """Events and CN by their offered types; the answered codec's decoder
+        now (it sets the leg's format), every other decoder when first seen."""
         event_formats = [f for f in self.spec.formats if f.is_telephone_event]
         if self.spec.telephone_event is not None:
             event_formats.append(self.spec.telephone_event)
-        self._event_pts = {f.payload_type for f in event_formats}
+        for fmt in event_formats:
+            self._kinds[fmt.payload_type] = EVENT
         if event_formats:
             self.dtmf = DtmfReceiver(event_formats[0].clock_rate, dtmf_end_timeout)
         for fmt in self.spec.formats:
-            if fmt.is_telephone_event:
+            if fmt.payload_type in self._kinds:
                 continue
             if fmt.encoding.upper() == "CN":
-                self._cn_pts.add(fmt.payload_type)
+                self._kinds[fmt.payload_type] = COMFORT_NOISE
                 continue
             decoder = get_decoder(fmt, self.decoder_options)
             if decoder is None:
-                self._undecodable_pts.add(fmt.payload_type)
+                self._kinds[fmt.payload_type] = UNDECODABLE
                 continue
-            primary = self._primary
-            if primary is None:
-                self._primary, self._primary_pt = decoder, fmt.payload_type
-                self._primary_clock = fmt.clock_rate
-            elif (decoder.sample_rate, decoder.channels) != (primary.sample_rate, primary.channels):
-                # One leg WAV has one rate; switching rate mid-stream is left out.
-                self._undecodable_pts.add(fmt.payload_type)
-                continue
-            self._decoders[fmt.payload_type] = decoder
-            table = getattr(decoder, "table", None)
-            if table is not None:
-                self._tables[fmt.payload_type] = table
+            self.leg = LegFormat(decoder.sample_rate, decoder.channels)
+            self._primary = self._add_route(fmt, decoder)
+            return
+
+    def _add_route(self, fmt: PayloadFormat, decoder: Any) -> PayloadRoute:
+        assert self.leg is not None
+        route = PayloadRoute(fmt, decoder, self.leg)
+        self._routes[fmt.payload_type] = route
+        self._kinds[fmt.payload_type] = AUDIO
+        if route.table is not None:
+            self._tables[fmt.payload_type] = route.table
+        return route
+
+    def _classify(self, pt: int) -> str:
+        """First packet of a payload type: what is it, and can we decode it?"""
+        fmt = self._offered.get(pt) or static_format(pt)
+        if fmt is None:
+            kind = UNKNOWN
+            self._tolerate(f"SRC sent payload type {pt}, which was neither offered nor static; "
+                           f"its packets are counted, not recorded")
+        elif fmt.encoding.upper() == "CN":
+            kind = COMFORT_NOISE
+        else:
+            decoder = get_decoder(fmt, self.decoder_options)
+            if decoder is None:
+                kind = UNDECODABLE
+            else:
+                route = self._add_route(fmt, decoder)
+                assert self._primary is not None
+                self._tolerate(route.tolerance(self._primary.name))
+                kind = AUDIO
+        self._kinds[pt] = kind
+        return kind
+
+    def _tolerate(self, sentence: str) -> None:
+        """Log a quirk of the SRC once and keep it for the call record."""
+        if sentence in self.tolerances:
+            return
+        self.tolerances.append(sentence)
+        self.log.warn("Call {call_id} stream {label}: {tolerance}", call_id=self.spec.call_id,
+                      label=self.spec.label, tolerance=sentence)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -251,11 +299,12 @@ class MediaStream(DatagramProtocol):
                 call_id=self.spec.call_id,
             )
         else:
+            assert self.leg is not None
             try:
                 self.writer = WavWriter(
                     self.spec.wav_path,
-                    self._primary.sample_rate,
-                    self._primary.channels,
+                    self.leg.sample_rate,
+                    self.leg.channels,
                     header_interval=self.header_interval,
                 )
             except OSError as e:
@@ -596,8 +645,7 @@ class MediaStream(DatagramProtocol):
             ts = (ts + frames) & 0xFFFFFFFF
             arrivals.append(arrival)
         timeline = self.timeline
-        quality = self.quality
-        assert timeline is not None and quality is not None
+        assert timeline is not None
         chunks: List[Chunk] = []
         start = 0
         if timeline.ssrc != ssrc:
@@ -605,6 +653,10 @@ class MediaStream(DatagramProtocol):
             start = 1
             seq0 = (seq0 + 1) & 0xFFFF
             ts0 = (ts0 + frames) & 0xFFFFFFFF
+        quality = self.quality  # the first packet may have set it to this codec
+        assert quality is not None
+        if quality.clock_rate != 8000:  # jitter is measured on another codec's clock
+            return chunks + self._one_by_one(pending[start:]) if start else None
         joined = b"".join([entry[1] for entry in pending[start:]])
         rows = np.frombuffer(joined, dtype=np.uint8).reshape(count - start, size)
         pcm = table[rows[:, RTP_HEADER:]]
@@ -612,7 +664,12 @@ class MediaStream(DatagramProtocol):
         if run is None:
             return chunks + self._one_by_one(pending[start:]) if start else None
         quality.update_run(ssrc, seq0, ts0, frames, arrivals[start:])
-        self.fast_packets += count - start
+        ran = count - start
+        self.fast_packets += ran
+        route = self._routes[octet1]
+        route.note_run((seq - 1) & 0xFFFF)
+        self._count_audio(route, ran)
+        self._last_pt = octet1
         return chunks + run
 
     def _one_by_one(self, pending: List[Tuple[float, bytes, bool]]) -> List[Chunk]:
@@ -620,7 +677,8 @@ class MediaStream(DatagramProtocol):
         quality = self.quality
         assert timeline is not None and quality is not None
         chunks: List[Chunk] = []
-        decoders = self._decoders
+        routes = self._routes
+        kinds = self._kinds
         for arrival, data, muted in pending:
             if is_rtcp(data):
                 self.packets -= 1
@@ -636,29 +694,58 @@ class MediaStream(DatagramProtocol):
             if muted:
                 self.paused_packets += 1
             pt = packet.payload_type
-            decoder = decoders.get(pt)
-            if decoder is None:
+            route = routes.get(pt)
+            if route is None:
+                kind = kinds.get(pt) or self._classify(pt)
+                route = routes.get(pt) if kind is AUDIO else None
+            if route is None:
                 quality.update(packet.ssrc, packet.sequence, packet.timestamp, arrival, timing=False)
-                if pt in self._event_pts:
+                if kind is EVENT:
                     self.telephone_events += 1
                     self._telephone_event(packet.timestamp, packet.payload, arrival, packet.ssrc)
-                elif pt in self._cn_pts:
+                elif kind is COMFORT_NOISE:
                     self.comfort_noise += 1
-                elif pt in self._undecodable_pts:
+                elif kind is UNDECODABLE:
                     self.undecodable += 1
                 else:
                     self.unknown_payload_type += 1
                 # Same sequence space: keeps these from looking like losses.
                 chunks += timeline.add(arrival, packet, None)
                 continue
-            quality.update(packet.ssrc, packet.sequence, packet.timestamp, arrival)
+            quality = self._quality_for(route)
+            quality.update(packet.ssrc, packet.sequence, packet.timestamp, arrival,
+                           timing=route.decoder.clock_rate == quality.clock_rate)
+            interrupted = self._last_pt != pt
+            self._last_pt = pt
             try:
-                pcm = decoder.decode(packet.payload)
+                pcm = route.decode(packet.payload, packet.sequence, interrupted)
             except Exception:
                 self.decode_errors += 1
                 continue
-            chunks += timeline.add(arrival, packet, pcm, decoder.samples_per_tick, muted)
+            self._count_audio(route, 1)
+            chunks += timeline.add(arrival, packet, pcm, route.samples_per_tick, muted)
         return chunks
+
+    def _quality_for(self, route: PayloadRoute) -> StreamQuality:
+        """The quality counters, set to the clock and codec of the first audio that came.
+
+        The stream that only ever carries PCMA on an Opus answer is scored as PCMA,
+        its jitter measured on PCMA's clock.
+        """
+        quality = self.quality
+        assert quality is not None
+        decoder = route.decoder
+        if quality.current is None and (quality.clock_rate, quality.codec) != (decoder.clock_rate, decoder.encoding):
+            quality = self.quality = StreamQuality(decoder.clock_rate, decoder.encoding)
+        return quality
+
+    def _count_audio(self, route: PayloadRoute, packets: int) -> None:
+        by_codec = self.packets_by_codec
+        by_codec[route.name] = by_codec.get(route.name, 0) + packets
+        if route is not self._primary:
+            self.other_codec_packets += packets
+        if route.converts:
+            self.resampled_packets += packets
 
     def _telephone_event(self, timestamp: int, payload: bytes, arrival: float, ssrc: int) -> None:
         dtmf = self.dtmf
@@ -699,8 +786,8 @@ class MediaStream(DatagramProtocol):
 
     def _feed_sink(self, chunks: List[Chunk]) -> None:
         """Hand new audio to the sink: one call per contiguous span, in order."""
-        primary = self._primary
-        assert primary is not None and self.audio_sink is not None
+        leg = self.leg
+        assert leg is not None and self.audio_sink is not None
         spans: List[Tuple[int, List[np.ndarray]]] = []
         next_offset: Optional[int] = None
         for chunk in chunks:
@@ -714,10 +801,10 @@ class MediaStream(DatagramProtocol):
             next_offset = chunk.offset + chunk.frames
         for offset, parts in spans:
             pcm = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            if primary.channels > 1:
-                pcm = pcm.reshape(-1, primary.channels)
+            if leg.channels > 1:
+                pcm = pcm.reshape(-1, leg.channels)
             try:
-                self.audio_sink(self.spec.label, pcm, primary.sample_rate, offset)
+                self.audio_sink(self.spec.label, pcm, leg.sample_rate, offset)
             except Exception:
                 self._failed_once("sink_errors", "Feeding the audio sink of")
 
@@ -744,15 +831,16 @@ class MediaStream(DatagramProtocol):
         """Plain data about this stream (safe to send across processes)."""
         timeline = self.timeline
         primary = self._primary
+        leg = self.leg
         writer = self.writer
         rtcp_port = self.port + 1 if self.port is not None else None
         stats: Dict[str, Any] = {
             "call_id": self.spec.call_id,
             "label": self.spec.label,
-            "codec": primary.encoding if primary is not None else None,
-            "payload_type": self._primary_pt,
-            "sample_rate": primary.sample_rate if primary is not None else None,
-            "channels": primary.channels if primary is not None else None,
+            "codec": primary.decoder.encoding if primary is not None else None,
+            "payload_type": primary.payload_type if primary is not None else None,
+            "sample_rate": leg.sample_rate if leg is not None else None,
+            "channels": leg.channels if leg is not None else None,
             "port": self.port,
             "rtcp_port": rtcp_port,
             "packets": self.packets,
@@ -772,6 +860,11 @@ class MediaStream(DatagramProtocol):
             "comfort_noise": self.comfort_noise,
             "unknown_payload_type": self.unknown_payload_type,
             "undecodable": self.undecodable,
+            "packets_by_codec": dict(self.packets_by_codec),
+            "other_codec_packets": self.other_codec_packets,
+            "resampled_packets": self.resampled_packets,
+            "clock_switches": timeline.clock_switches if timeline is not None else 0,
+            "tolerances": list(self.tolerances),
             "decode_errors": self.decode_errors,
             "flush_errors": self.flush_errors,
             "sink_errors": self.sink_errors,

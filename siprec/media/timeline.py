@@ -8,6 +8,17 @@ clock is only a sanity check: when the two disagree by more than
 ``resync_threshold`` seconds (a new SSRC, a sender restart, a timestamp
 jump), the stream re-anchors on the arrival time, never backwards.
 
+Each payload type has its own RTP clock (PCMA 8000, Opus 48000), so a
+packet comes with its scale, output frames per timestamp tick. When the
+scale changes on one source (an SRC switching codecs without a new SSRC)
+the old anchor says nothing about the new clock's timestamps: the packet
+is placed by its sequence number instead, right after the newest packet
+(plus any packets missing in between), and anchors the new clock there.
+
+A timeline can resume a leg file that an earlier stream of the same leg
+left (``resume``): its start offset stays the file's, and the span
+between the file's end and the first packet is returned as silence.
+
 Positions and counts of samples are per channel ("frames").
 """
 
@@ -62,11 +73,17 @@ class LegTimeline:
         channels: int = 1,
         reorder_window: int = DEFAULT_REORDER_WINDOW,
         resync_threshold: float = DEFAULT_RESYNC_THRESHOLD,
+        resume: Optional[Tuple[int, int]] = None,
     ) -> None:
+        """``resume`` is ``(start_offset, end)`` of a leg file to continue:
+        where its first frame and the frame after its last sit on the call
+        timeline."""
         if sample_rate <= 0 or channels <= 0:
             raise ValueError("sample rate and channel count must be positive")
         if reorder_window < 0:
             raise ValueError("reorder window cannot be negative")
+        if resume is not None and not 0 <= resume[0] <= resume[1]:
+            raise ValueError(f"cannot resume a leg from {resume[0]} to {resume[1]}")
         self.sample_rate = sample_rate
         self.call_start = call_start
         self.channels = channels
@@ -84,12 +101,18 @@ class LegTimeline:
         self.ssrc_changes = 0
         self.seq_restarts = 0
         self.resyncs = 0
+        self.clock_switches = 0  # RTP clock (scale) changes on one source
+        self.resume_gap_samples = 0  # silence between a resumed file's end and the first packet
 
         # Timeline state, shared by every source of this stream.
         self.start_offset: Optional[int] = None  # first committed frame
         self.end: Optional[int] = None  # frame after the last committed one
         self._frontier = 0  # end of everything placed, committed or not
         self._window: List[_Pending] = []
+        self._resuming = resume is not None  # until the first commit after resuming
+        if resume is not None:
+            self.start_offset, self.end = resume
+            self._frontier = resume[1]
 
         # Per-source state, reset on an SSRC change or sequence restart.
         self.ssrc: Optional[int] = None
@@ -104,6 +127,7 @@ class LegTimeline:
         self._bad_seq: Optional[int] = None
         self._ts_ref: Optional[int] = None
         self._anchor: Optional[Tuple[int, int]] = None
+        self._anchor_scale = 1.0  # output frames per tick of the anchor's clock
         self._reset_source(None)
 
     # -- public -------------------------------------------------------------
@@ -131,10 +155,12 @@ class LegTimeline:
     ) -> List[Chunk]:
         """Take one packet; return the chunks now committed.
 
-        ``pcm`` is the decoded payload, or None for a packet that shares
-        the sequence space but is not audio (RFC 4733 events): it only
-        counts towards loss statistics. ``muted`` records the packet's
-        span as silence (recording paused).
+        ``pcm`` is the decoded payload at the timeline's rate and channel
+        count, or None for a packet that shares the sequence space but is
+        not audio (RFC 4733 events): it only counts towards loss
+        statistics. ``samples_per_tick`` is output frames per tick of this
+        packet's RTP clock. ``muted`` records the packet's span as silence
+        (recording paused).
         """
         self.packets += 1
         self.bytes += len(packet.payload)
@@ -174,10 +200,11 @@ class LegTimeline:
             self.duplicates += 1
             return out
         self._bad_seq = None
+        previous = self._highest
         self._note_sequence(ext_seq)
 
         frames = len(pcm) // self.channels
-        position = self._place(arrival, packet.timestamp, ext_seq, samples_per_tick)
+        position = self._place(arrival, packet.timestamp, ext_seq, samples_per_tick, previous, frames)
         self._frontier = max(self._frontier, position + frames)
         if muted:
             self.muted_samples += frames
@@ -213,6 +240,7 @@ class LegTimeline:
             or ssrc != self.ssrc
             or self._highest is None
             or self._anchor is None
+            or self._anchor_scale != 1.0
             or self._ts_ref is None
             or sequence != (self._highest + 1) & 0xFFFF
         ):
@@ -318,7 +346,15 @@ class LegTimeline:
 
     # -- placement ------------------------------------------------------------
 
-    def _place(self, arrival: float, timestamp: int, ext_seq: int, samples_per_tick: float) -> int:
+    def _place(
+        self,
+        arrival: float,
+        timestamp: int,
+        ext_seq: int,
+        samples_per_tick: float,
+        previous: Optional[int],
+        frames: int,
+    ) -> int:
         ref = self._ts_ref
         ext_ts = timestamp if ref is None else ref + ts_delta(timestamp, ref & 0xFFFFFFFF)
         if ref is None or ext_seq >= self._highest:
@@ -326,8 +362,20 @@ class LegTimeline:
         arrival_pos = max(0, round((arrival - self.call_start) * self.sample_rate))
         anchor = self._anchor
         if anchor is None:
+            self._anchor_scale = samples_per_tick
             self._anchor = (ext_ts, max(arrival_pos, self._frontier))
             return self._anchor[1]
+        if samples_per_tick != self._anchor_scale:
+            # Another RTP clock on the same source: place by sequence number.
+            self.clock_switches += 1
+            self._anchor_scale = samples_per_tick
+            missing = ext_seq - previous - 1 if previous is not None else 0
+            position = max(0, self._frontier + missing * frames)
+            if abs(position - arrival_pos) > self._resync_frames:
+                self.resyncs += 1
+                position = max(arrival_pos, self._frontier)
+            self._anchor = (ext_ts, position)
+            return position
         ticks = ext_ts - anchor[0]
         position = anchor[1] + (ticks if samples_per_tick == 1.0 else round(ticks * samples_per_tick))
         if abs(position - arrival_pos) > self._resync_frames:
@@ -349,13 +397,17 @@ class LegTimeline:
             shift = ext_seq - self._last_committed
             self._committed_mask = ((self._committed_mask << shift) | 1) & ((1 << _RECENT_BITS) - 1)
         self._last_committed = ext_seq
+        self._resuming, resuming = False, self._resuming
 
         end = self.end
         if end is None:
             end = self.start_offset = max(position, 0)
         if position > end:
             out.append(Chunk(end, position - end, None))
-            self.gaps_filled_samples += position - end
+            if resuming:
+                self.resume_gap_samples += position - end
+            else:
+                self.gaps_filled_samples += position - end
             end = position
         elif position < end:
             trim = end - position

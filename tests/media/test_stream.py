@@ -248,6 +248,45 @@ class StreamUnitTests(StreamTestsMixin, SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(self.listener.stats[-1]["packets"], 3)
 
+    def test_rtp_after_close_is_ignored_quietly(self) -> None:
+        """RTP and RTCP that keep coming after BYE change nothing, log nothing, schedule nothing."""
+        for seq, payload in enumerate(ulaw_frames(3)):
+            self.send(rtp(seq, payload))
+        stats = self.successResultOf(self.stream.close())
+        logged = len(self.events)
+        for seq in range(3, 1003):
+            self.stream.datagramReceived(rtp(seq, b"\xff" * FRAME), SRC)
+            self.stream.datagramReceived(rtp(seq, b"\xff" * FRAME, ssrc=7), ("127.0.0.1", 1))
+            self.stream.rtcp.datagramReceived(bytes([0x80, 201, 0, 1]) + bytes(4), SRC)
+        self.clock.advance(5.0)
+        self.assertEqual(self.stream.stats(), stats)
+        self.assertEqual(len(self.events), logged)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(len(self.wav()), 3 * FRAME)
+
+    def test_late_rtp_of_a_previous_call_on_a_reused_port(self) -> None:
+        """Stale RTP of the port's previous call may latch first, but the new call's SDP
+        address takes over at its first packet; the stale sender is then dropped and counted."""
+        new_src = ("127.0.0.1", 6000)
+        stream = self.make_stream(spec={"remote_address": new_src})
+        events: List[dict] = []
+        stream.log = Logger(observer=events.append)
+        FakeUdpPort(stream, 30002)
+        stale = ("127.0.0.1", 7000)
+        stream.datagramReceived(rtp(500, b"\x00" * FRAME, ssrc=0x1111), stale)
+        self.clock.advance(0.02)
+        frames = ulaw_frames(20)
+        for seq, payload in enumerate(frames):
+            stream.datagramReceived(rtp(seq, payload, ssrc=0x2222), new_src)
+            stream.datagramReceived(rtp(501 + seq, b"\x00" * FRAME, ssrc=0x1111), stale)
+            self.clock.advance(0.02)
+        stats = self.successResultOf(stream.close())
+        self.assertEqual((stats["source"], stats["source_changes"], stats["foreign_packets"]), (new_src, 1, 20))
+        self.assertEqual((stats["ssrc"], stats["packets"]), (0x2222, 21))
+        data = read_wav(self.spec.wav_path)[2]
+        np.testing.assert_array_equal(data[-20 * FRAME :], ULAW_TO_PCM[np.frombuffer(b"".join(frames), np.uint8)])
+        self.assertEqual(len(events), 2)  # the first packet, the close summary: nothing per packet
+
     def test_stats_plain_data(self) -> None:
         """stats() holds only plain values, with the documented keys."""
         self.send(rtp(0, b"\xff" * FRAME))
@@ -260,8 +299,12 @@ class StreamUnitTests(StreamTestsMixin, SynchronousTestCase):
         self.assertEqual((stats["port"], stats["rtcp_port"], stats["ssrc"]), (30000, 30001, None))
         plain = (str, int, float, bool, tuple, type(None))
         quality = stats.pop("quality")
+        by_codec, tolerances = stats.pop("packets_by_codec"), stats.pop("tolerances")
         self.assertTrue(all(isinstance(v, plain) for v in stats.values()), stats)
         self.assertTrue(all(isinstance(v, plain) for v in quality.values()), quality)
+        self.assertEqual((by_codec, tolerances), ({}, []))
+        by_codec["x"], tolerances[:] = 1, ["x"]  # copies: the stream's own stay as they are
+        self.assertEqual((self.stream.stats()["packets_by_codec"], self.stream.stats()["tolerances"]), ({}, []))
         self.clock.advance(0.2)
         self.assertEqual(self.stream.stats()["ssrc"], 0xABCD)
 

@@ -13,15 +13,18 @@ from siprec.media.codecs import avcodec
 from siprec.media.codecs.base import DEFAULT_OPTIONS, DecodeError, Decoder, DecoderOptions
 from siprec.media.codecs.g711 import PcmaDecoder, PcmuDecoder
 from siprec.media.spec import PayloadFormat
+from siprec.sip.sdp import STATIC_PAYLOAD_TYPES
 
 __all__ = [
     "DecodeError",
     "Decoder",
     "DecoderOptions",
     "NOT_SUPPORTED",
+    "TOLERATED_STATIC_TYPES",
     "can_decode",
     "get_decoder",
     "register_decoder",
+    "static_format",
     "supported_encodings",
 ]
 
@@ -35,6 +38,21 @@ NOT_SUPPORTED: Dict[str, str] = {
     "EVS": "no EVS decoder can be installed from PyPI, Debian or npm (docs/codecs.md)",
     "SPEEX": "FFmpeg decodes Speex, but no encoder here can produce test vectors for it",
 }
+
+
+# RFC 3551 static audio types an SRC may send although it did not offer
+# them (Cisco CUBE and Webex send PCMA on a PCMU answer): they are decoded
+# by their static mapping. The other static numbers are video or codecs
+# nobody sends any more.
+TOLERATED_STATIC_TYPES = (0, 3, 4, 8, 9, 13, 18)
+
+
+def static_format(payload_type: int) -> Optional[PayloadFormat]:
+    """The RFC 3551 format of a tolerated static payload type, else None."""
+    if payload_type not in TOLERATED_STATIC_TYPES:
+        return None
+    encoding, clock_rate, channels = STATIC_PAYLOAD_TYPES[payload_type]
+    return PayloadFormat(payload_type, encoding, clock_rate, channels)
 
 
 def _g711(cls: type) -> DecoderFactory:
