@@ -55,7 +55,7 @@ from siprec.media.rtp import RtpParseError, is_rtcp, parse_rtp
 from siprec.media.spec import PayloadFormat, StreamSpec
 from siprec.media.srtp import CryptoError, SrtpReceiver
 from siprec.media.timeline import DEFAULT_REORDER_WINDOW, DEFAULT_RESYNC_THRESHOLD, Chunk, LegTimeline
-from siprec.media.wav import WavWriter
+from siprec.media.wav import WavError, WavWriter
 
 DEFAULT_FLUSH_INTERVAL = 0.2
 DEFAULT_STATS_INTERVAL = 1.0
@@ -149,17 +149,16 @@ class MediaStream(DatagramProtocol):
         self.leg: Optional[LegFormat] = None
         self.dtmf: Optional[DtmfReceiver] = None
         self._choose_primary(dtmf_end_timeout)
+        self.reorder_window = reorder_window
+        self.resync_threshold = resync_threshold
         self.timeline: Optional[LegTimeline] = None
         self.quality: Optional[StreamQuality] = None
-        if self._primary is not None and self.leg is not None:
-            self.timeline = LegTimeline(
-                self.leg.sample_rate,
-                call_start,
-                self.leg.channels,
-                reorder_window=reorder_window,
-                resync_threshold=resync_threshold,
-            )
+        self.continued = False  # appending to a leg file an earlier stream left
+        if self._primary is not None:
             self.quality = StreamQuality(self._primary.decoder.clock_rate, self._primary.decoder.encoding)
+            if spec.continue_from is None:
+                self.timeline = self._make_timeline(None)
+            # else: made when the file is opened, which says where it ends
 
         self.srtp: Optional[SrtpReceiver] = None
         self.srtp_error: Optional[str] = None
@@ -233,9 +232,24 @@ class MediaStream(DatagramProtocol):
             if decoder is None:
                 self._kinds[fmt.payload_type] = UNDECODABLE
                 continue
-            self.leg = LegFormat(decoder.sample_rate, decoder.channels)
+            continuing = self.spec.continue_from
+            if continuing is not None:  # the file's format, whatever the codec now
+                self.leg = LegFormat(continuing.sample_rate, continuing.channels)
+            else:
+                self.leg = LegFormat(decoder.sample_rate, decoder.channels)
             self._primary = self._add_route(fmt, decoder)
             return
+
+    def _make_timeline(self, resume: Optional[Tuple[int, int]]) -> LegTimeline:
+        assert self.leg is not None
+        return LegTimeline(
+            self.leg.sample_rate,
+            self.call_start,
+            self.leg.channels,
+            reorder_window=self.reorder_window,
+            resync_threshold=self.resync_threshold,
+            resume=resume,
+        )
 
     def _add_route(self, fmt: PayloadFormat, decoder: Any) -> PayloadRoute:
         assert self.leg is not None
@@ -299,23 +313,7 @@ class MediaStream(DatagramProtocol):
                 call_id=self.spec.call_id,
             )
         else:
-            assert self.leg is not None
-            try:
-                self.writer = WavWriter(
-                    self.spec.wav_path,
-                    self.leg.sample_rate,
-                    self.leg.channels,
-                    header_interval=self.header_interval,
-                )
-            except OSError as e:
-                self.wav_error = str(e)
-                self.log.error(
-                    "Cannot open {path} for stream {label} of call {call_id}: {error}",
-                    path=self.spec.wav_path,
-                    label=self.spec.label,
-                    call_id=self.spec.call_id,
-                    error=e,
-                )
+            self._open_wav()
         if self.record_raw_rtp:
             try:
                 self.pcap = PcapWriter(self.pcap_path, (host.host, host.port))
@@ -331,6 +329,38 @@ class MediaStream(DatagramProtocol):
             self._loop = LoopingCall(self._tick)
             self._loop.clock = self.clock
             self._loop.start(self.flush_interval, now=False)
+
+    def _open_wav(self) -> None:
+        """A new leg WAV, or the earlier one of this leg continued (spec.continue_from)."""
+        leg = self.leg
+        assert leg is not None
+        path = self.spec.wav_path
+        continuing = self.spec.continue_from
+        append = continuing is not None and os.path.exists(path)
+        if continuing is not None and not append:
+            self.log.warn("Leg file {path} of stream {label} of call {call_id} is gone; starting it afresh",
+                          path=path, label=self.spec.label, call_id=self.spec.call_id)
+        resume: Optional[Tuple[int, int]] = None
+        try:
+            self.writer = WavWriter(path, leg.sample_rate, leg.channels,
+                                    header_interval=self.header_interval, append=append)
+        except (OSError, WavError) as e:
+            # A file we cannot continue is left as it is, never overwritten.
+            self.wav_error = str(e)
+            self.log.error(
+                "Cannot open {path} for stream {label} of call {call_id}: {error}",
+                path=path,
+                label=self.spec.label,
+                call_id=self.spec.call_id,
+                error=e,
+            )
+        else:
+            if append and continuing is not None:
+                self.continued = True
+                start = continuing.start_offset_samples
+                resume = (start, start + self.writer.appended_to)
+        if continuing is not None:
+            self.timeline = self._make_timeline(resume)
 
     def stopProtocol(self) -> None:
         # Reached by close() or when the port is torn down under us.
@@ -884,8 +914,13 @@ class MediaStream(DatagramProtocol):
             "wav_error": self.wav_error,
             "pcap_path": self.pcap_path if self.pcap is not None else None,
             "pcap_error": self.pcap_error,
+            # The whole leg file, earlier streams' frames included when continued:
             "recorded_frames": writer.frames if writer is not None else 0,
             "recorded_seconds": writer.frames / writer.sample_rate if writer is not None else 0.0,
+            "continued": self.continued,
+            "continued_from_frames": writer.appended_to if writer is not None else 0,
+            "written_frames": writer.frames - writer.appended_to if writer is not None else 0,
+            "resume_gap_samples": timeline.resume_gap_samples if timeline is not None else 0,
             "wav_full": writer.full if writer is not None else False,
             "srtp": self.srtp is not None,
             "srtp_error": self.srtp_error,

@@ -10,6 +10,12 @@ reaches that limit the writer stops: the file is finalised as it is,
 further samples are dropped and counted in ``dropped_frames``, and
 ``full`` turns True (one warning is logged). At 8 kHz mono that is about
 74 hours; at 48 kHz stereo about 6. RF64 would lift the limit later.
+
+A writer can also continue a file an earlier writer left (``append=True``:
+a leg whose stream was removed and offered again). Only a header this
+module writes is accepted, with the expected rate and channel count; the
+data on disk counts, not the header's size, so samples a crash left past
+the last header update are kept, and a partial last frame is cut off.
 """
 
 from __future__ import annotations
@@ -35,6 +41,25 @@ _SILENCE_BLOCK_FRAMES = 1 << 16
 
 class WavError(ValueError):
     """A WAV file or write request we cannot handle."""
+
+
+def read_header(data: bytes, path: str = "WAV file") -> Tuple[int, int, int]:
+    """``(sample_rate, channels, data_bytes)`` of a header :func:`wav_header` wrote.
+
+    Anything else (another format, extra chunks, a short file) is a
+    WavError saying what is wrong, so such a file is never appended to.
+    """
+    if len(data) < HEADER_SIZE:
+        raise WavError(f"{path} is shorter than a WAV header ({len(data)} bytes)")
+    (riff, _, wave_id, fmt_id, fmt_size, fmt_tag, channels, rate, byte_rate, block_align, bits,
+     data_id, data_bytes) = _HEADER.unpack_from(data)
+    if (riff, wave_id, fmt_id, data_id) != (b"RIFF", b"WAVE", b"fmt ", b"data") or fmt_size != 16:
+        raise WavError(f"{path} does not start with the canonical RIFF/WAVE header this server writes")
+    if fmt_tag != WAVE_FORMAT_PCM or bits != SAMPLE_WIDTH * 8:
+        raise WavError(f"{path} is not 16-bit PCM (format {fmt_tag}, {bits} bits)")
+    if channels < 1 or rate < 1 or block_align != channels * SAMPLE_WIDTH or byte_rate != rate * block_align:
+        raise WavError(f"{path} has an inconsistent format block ({rate} Hz, {channels} channels)")
+    return rate, channels, data_bytes
 
 
 def wav_header(sample_rate: int, channels: int, data_bytes: int) -> bytes:
@@ -69,7 +94,10 @@ class WavWriter:
         channels: int = 1,
         header_interval: float = 1.0,
         max_data_bytes: int = MAX_DATA_BYTES,
+        append: bool = False,
     ) -> None:
+        """``append``: continue the file at ``path`` (which must exist and hold
+        ``sample_rate``/``channels`` audio) instead of starting a new one."""
         if sample_rate <= 0:
             raise WavError(f"sample rate must be positive, got {sample_rate}")
         if not 1 <= channels <= 0xFFFF:
@@ -83,10 +111,37 @@ class WavWriter:
         self.data_bytes = 0
         self.dropped_frames = 0
         self.full = False
+        self.appended_to = 0  # frames the file held when this writer continued it
         self._since_header = 0
-        self._file: Optional[BinaryIO] = open(path, "w+b")
-        self._file.write(wav_header(sample_rate, channels, 0))
-        self._file.flush()
+        if append:
+            self._file: Optional[BinaryIO] = self._continue(path)
+        else:
+            self._file = open(path, "w+b")
+            self._file.write(wav_header(sample_rate, channels, 0))
+            self._file.flush()
+
+    def _continue(self, path: str) -> BinaryIO:
+        f = open(path, "r+b")
+        try:
+            rate, channels, claimed = read_header(f.read(HEADER_SIZE), path)
+            if (rate, channels) != (self.sample_rate, self.channels):
+                raise WavError(f"{path} holds {rate} Hz {channels}-channel audio, "
+                               f"not {self.sample_rate} Hz {self.channels}-channel")
+            size = f.seek(0, os.SEEK_END) - HEADER_SIZE
+            whole = size // self._frame_bytes * self._frame_bytes
+            if whole != size:
+                f.truncate(HEADER_SIZE + whole)  # a crash cut the last frame short
+            if whole != claimed:
+                self.log.warn("WAV {path}: header said {claimed} data bytes, the file holds {bytes}; "
+                              "continuing after what is there", path=path, claimed=claimed, bytes=whole)
+            self.data_bytes = whole
+            self.appended_to = whole // self._frame_bytes
+            self._file = f
+            self._update_header()
+            return f
+        except BaseException:
+            f.close()
+            raise
 
     @property
     def frames(self) -> int:
@@ -117,7 +172,7 @@ class WavWriter:
             frames -= block
 
     def _append(self, data: bytes) -> None:
-        room = self._max_data - self.data_bytes
+        room = max(0, self._max_data - self.data_bytes)
         if len(data) > room:
             self.dropped_frames += (len(data) - room) // self._frame_bytes
             data = data[:room]

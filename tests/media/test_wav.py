@@ -132,3 +132,82 @@ class WavWriterTests(SynchronousTestCase):
             w.setframerate(8000)
             w.writeframes(b"\x80" * 8)
         self.assertRaises(WavError, read_wav, self.path)
+
+
+class WavAppendTests(SynchronousTestCase):
+    """Continuing a leg file an earlier writer left (a stream offered again)."""
+
+    def setUp(self) -> None:
+        self.dir = self.mktemp()
+        os.makedirs(self.dir)
+        self.path = os.path.join(self.dir, "leg.wav")
+
+    def first_part(self, samples: np.ndarray, rate: int = 8000, channels: int = 1) -> None:
+        writer = WavWriter(self.path, rate, channels)
+        writer.write(samples)
+        writer.close()
+
+    def test_continues_after_the_earlier_audio(self) -> None:
+        """The new samples follow the old ones; the header counts both at once."""
+        self.first_part(np.arange(100, dtype=np.int16))
+        writer = WavWriter(self.path, 8000, 1, append=True)
+        self.assertEqual((writer.appended_to, writer.frames), (100, 100))
+        self.assertEqual(_frames_seen_by_wave(self.path)[0], 100)
+        writer.write_silence(10)
+        writer.write(-np.arange(5, dtype=np.int16))
+        writer.close()
+        rate, channels, data = read_wav(self.path)
+        self.assertEqual((rate, channels, len(data)), (8000, 1, 115))
+        np.testing.assert_array_equal(data[:100], np.arange(100))
+        self.assertFalse(data[100:110].any())
+        np.testing.assert_array_equal(data[110:], -np.arange(5))
+
+    def test_header_kept_current_while_appending(self) -> None:
+        """The crash-safe header rewrites go on after appending."""
+        self.first_part(np.zeros(8000, dtype=np.int16))
+        writer = WavWriter(self.path, 8000, 1, header_interval=0.5, append=True)
+        self.addCleanup(writer.close)
+        writer.write(np.ones(4000, dtype=np.int16))
+        self.assertEqual(_frames_seen_by_wave(self.path)[0], 12000)
+
+    def test_wrong_format_is_refused_untouched(self) -> None:
+        """Another rate or channel count, or a file not written here, is a WavError; the file stays as it was."""
+        self.first_part(np.arange(20, dtype=np.int16).reshape(-1), rate=16000, channels=2)
+        before = open(self.path, "rb").read()
+        for rate, channels in ((8000, 2), (16000, 1)):
+            with self.assertRaises(WavError) as ctx:
+                WavWriter(self.path, rate, channels, append=True)
+            self.assertIn("16000 Hz 2-channel", str(ctx.exception))
+        eight_bit = os.path.join(self.dir, "8bit.wav")
+        with wave.open(eight_bit, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(1)
+            w.setframerate(8000)
+            w.writeframes(b"\x80" * 4)
+        junk = os.path.join(self.dir, "junk.wav")
+        with open(junk, "wb") as f:
+            f.write(b"RIFF" + bytes(20))
+        for path in (eight_bit, junk):
+            self.assertRaises(WavError, WavWriter, path, 8000, 1, append=True)
+        self.assertEqual(open(self.path, "rb").read(), before)
+        self.assertRaises(FileNotFoundError, WavWriter, os.path.join(self.dir, "none.wav"), 8000, 1, append=True)
+
+    def test_data_on_disk_counts_not_the_header(self) -> None:
+        """Samples past a stale header (a crash) are kept; a partial last frame is cut off."""
+        data = np.arange(15, dtype="<i2").tobytes()
+        with open(self.path, "wb") as f:
+            f.write(wav_header(8000, 1, 20) + data + b"\x01")  # header says 10 frames
+        writer = WavWriter(self.path, 8000, 1, append=True)
+        writer.write(np.full(3, 7, dtype=np.int16))
+        writer.close()
+        _, _, samples = read_wav(self.path)
+        np.testing.assert_array_equal(samples, np.r_[np.arange(15), [7, 7, 7]])
+        self.assertEqual(writer.appended_to, 15)
+
+    def test_size_limit_counts_the_earlier_audio(self) -> None:
+        """A continued file that is already at the limit takes nothing more."""
+        self.first_part(np.zeros(10, dtype=np.int16))
+        writer = WavWriter(self.path, 8000, 1, max_data_bytes=24, append=True)
+        writer.write(np.ones(4, dtype=np.int16))
+        writer.close()
+        self.assertEqual((writer.frames, writer.dropped_frames, writer.full), (12, 2, True))
