@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import wave
-from typing import Tuple
+from typing import Any, Callable, Tuple
 
 import numpy as np
 from twisted.internet import defer, reactor
@@ -15,7 +15,7 @@ from siprec.service import SiprecService
 from tests.netutil import free_port, free_ports  # noqa: F401 (re-exported for tests)
 
 __all__ = ["free_port", "start_server", "read_wav", "dominant_frequency", "TEST_CERT",
-           "TracebackWatch"]
+           "TracebackWatch", "wait_for"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEST_CERT = os.path.join(HERE, "fixtures", "server.pem")
@@ -109,7 +109,38 @@ def dominant_frequency(samples: np.ndarray, rate: int) -> float:
     return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum))])
 
 
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "the condition",
+             interval: float = 0.02) -> defer.Deferred:
+    """Fire with ``predicate()``'s first truthy value, checked every ``interval``.
+
+    Tests wait for what they need (a file, a state, N packets) instead of
+    sleeping a guess: fast when the server is, and a failure naming ``what``
+    (an AssertionError, so trial reports a failure) when it never happens.
+    """
+    pending = []
+    d = defer.Deferred(lambda _: pending and pending[0].active() and pending[0].cancel())
+    deadline = reactor.seconds() + timeout
+
+    def check() -> None:
+        pending.clear()
+        try:
+            value = predicate()
+        except BaseException:
+            d.errback()
+            return
+        if value:
+            d.callback(value)
+        elif reactor.seconds() >= deadline:
+            d.errback(AssertionError(f"timed out after {timeout:g} s waiting for {what}"))
+        else:
+            pending.append(reactor.callLater(interval, check))
+
+    check()
+    return d
+
+
 def _sleep(seconds: float) -> defer.Deferred:
+    """Real elapsed time, for tests about time itself (an RTP timeout, a pause's length)."""
     d = defer.Deferred()
     reactor.callLater(seconds, d.callback, None)
     return d
