@@ -283,6 +283,16 @@ def api_get(service, path: str):
     return response.code, body
 
 
+@defer.inlineCallbacks
+def live_detail(service, what: str = "the call to be answered", timeout: float = 5.0):
+    """GET /api/sessions/{id} of the one call, as soon as it is answered."""
+    session = yield wait_for(lambda: next((s for s in service.manager.sessions()
+                                           if s.state == "active"), None), timeout, what)
+    code, body = yield api_get(service, f"/api/sessions/{session.id}")
+    assert code == 200, (code, body)
+    return body
+
+
 def read_record(service, call_id: str) -> dict:
     with open(os.path.join(service.config.recording_dir, f"{call_id}.json")) as f:
         return json.load(f)

@@ -11,12 +11,13 @@ import glob
 import os
 
 import numpy as np
+from scipy.signal import resample_poly
 from twisted.internet import defer
 
-from tests.e2e.harness import read_wav, start_server
+from tests.e2e.harness import dominant_frequency, read_wav, start_server
 from tests.e2e.sipp_support import (
-    FRAME, PCMA, RATE, LogCapture, SippTestCase, alaw_decode, alaw_encode, api_get,
-    find_sequence, find_sipp, run_scenario, tone, write_audio_file,
+    DECODE, ENCODE, FRAME, PCMA, PCMU, RATE, LogCapture, SippTestCase, aligned_snr, alaw_decode,
+    alaw_encode, find_sipp, live_detail, run_scenario, tone, write_audio_file,
 )
 
 
@@ -72,3 +73,86 @@ class CiscoCubeTests(SippTestCase):
         rate, channels, combined = read_wav(record["files"]["combined"])
         self.assertEqual((rate, channels), (RATE, 1))
         self.assertPlayed(combined[:, 0], np.tile(alaw_decode(sent), 2), "combined WAV")
+
+
+class WebexCallingTests(SippTestCase):
+    """Cisco Webex Calling inbound, recorded mono (webex_calling.xml)."""
+
+    SECONDS = 1.5
+
+    @defer.inlineCallbacks
+    def place(self, codec: str, **env):
+        """One call, SIPp sending ``codec`` on the Opus answer; the signal is a
+        tone with a slow tremolo, so that resampled audio can be aligned on it."""
+        sipp = yield find_sipp(self)
+        logs = LogCapture().install(self)
+        service = start_server(self, **env)
+        workdir = self.mktemp()
+        os.makedirs(workdir)
+        t = np.arange(int(self.SECONDS * RATE)) / RATE
+        signal = (tone(700, self.SECONDS) * (0.6 + 0.4 * np.sin(2 * np.pi * 1.3 * t))).astype(np.int16)
+        pt = PCMU if codec == "PCMU" else PCMA
+        sent = ENCODE[pt](signal)
+        write_audio_file(workdir, "webex_leg.g711", sent)
+        running = run_scenario(sipp, "webex_calling.xml", service.config.ports[0], workdir,
+                               variables={"talk": int(self.SECONDS * 1000) + 400, "codec": codec})
+        live = yield live_detail(service)
+        run = yield running
+        self.assertSippPassed(run)
+        session, record = yield self.ended(service, live["call_id"])
+
+        # participants from <recording_metadata>, live in the API and in the record
+        for view in (live, record):
+            self.assertEqual([(p["aor"], p["send_labels"]) for p in view["participants"]],
+                             [("sip:rk2mq8vxpl@55510203.int20.bcld.webex.com", ["1"]),
+                              ("sip:8842@10.60.1.20;user=phone", ["2"])])
+            self.assertEqual(view["streams"][0]["participant"]["aor"],
+                             "sip:rk2mq8vxpl@55510203.int20.bcld.webex.com")
+        self.assertEqual(record["metadata"]["dialect"], "broadworks")
+        self.assertEqual(record["end_reason"], "bye")
+        [stream] = record["streams"]
+        self.assertEqual(stream["port"], int(run.logged("answer")["port0"]))
+        self.assertEqual(stream["codec"], "OPUS/48000/2")
+        packets = int(self.SECONDS * RATE) // FRAME
+        self.assertEqual(stream["stats"]["packets_by_codec"], {f"{codec}/8000": packets})
+        self.assertEqual(stream["stats"]["resampled_packets"], packets)
+        rate = int(env.get("OPUS_SAMPLE_RATE", 48000))
+        self.assertTolerated(
+            record, logs,
+            f"SRC sent {codec}/8000 (PT {pt}) on a stream answered OPUS/48000/2; decoded by its "
+            f"own payload type and resampled from 8000 to {rate} Hz",
+            "Contact ';src' read as '+sip.src'",
+            "pre-RFC <recording_metadata> schema (BroadWorks, Webex Calling) read as RFC 7865",
+            "BYE without Max-Forwards accepted")
+
+        # the leg at the Opus rate: same length, same pitch, the same signal through
+        # an independent resampler (scipy's polyphase filter, not the server's)
+        path = record["files"]["1"]
+        self.assertEqual(os.path.basename(path), f"{live['call_id']}_1.wav")
+        got_rate, channels, leg = read_wav(path)
+        self.assertEqual((got_rate, channels), (rate, 1))
+        leg = leg[:, 0]
+        ratio = rate // RATE
+        self.assertClose(len(leg) / rate, self.SECONDS, FRAME / RATE, "leg length (s)")
+        self.assertClose(dominant_frequency(leg, rate), 700, 1.0, "leg pitch (Hz)")
+        reference = resample_poly(DECODE[pt](sent).astype(np.float64), ratio, 1)
+        edge = FRAME * ratio  # leave out the filters' first and last 20 ms
+        lag, snr = aligned_snr(leg[edge:], reference[edge:-edge], edge // 2)
+        self.assertLessEqual(lag * 1000 / rate, 10, f"the leg is {lag} samples late")
+        self.assertGreaterEqual(snr, 40.0, f"the leg differs from the {codec} sent (SNR {snr:.1f} dB)")
+
+        rate_c, channels_c, combined = read_wav(record["files"]["combined"])
+        self.assertEqual((rate_c, channels_c), (rate, 1))
+        self.assertTrue(any(np.array_equal(combined[o:o + len(leg), 0], leg)
+                            for o in range(len(combined) - len(leg) + 1)),
+                        "the combined WAV does not hold the leg as recorded")
+        return record
+
+    def test_pcma_on_an_opus_answer(self):
+        """Opus offered first and answered, PCMA sent: the leg WAV stays at 48 kHz,
+        resampled (same pitch, same length), with the Webex participants in the API."""
+        return self.place("PCMA")
+
+    def test_pcmu_on_an_opus_answer_at_opus_sample_rate(self):
+        """With OPUS_SAMPLE_RATE=16000 the same call sending PCMU gives a 16 kHz leg."""
+        return self.place("PCMU", OPUS_SAMPLE_RATE="16000")
