@@ -16,8 +16,9 @@ from twisted.internet import defer
 
 from tests.e2e.harness import dominant_frequency, read_wav, start_server
 from tests.e2e.sipp_support import (
-    DECODE, ENCODE, FRAME, PCMA, PCMU, RATE, LogCapture, SippTestCase, aligned_snr, alaw_decode,
-    alaw_encode, find_sipp, live_detail, run_scenario, tone, write_audio_file,
+    DECODE, ENCODE, FRAME, PCMA, PCMU, RATE, TONE_RMS, LogCapture, SippTestCase, aligned_snr,
+    alaw_decode, alaw_encode, exact_fraction, find_sipp, frame_rms, inner_silence, iso_seconds,
+    live_detail, run_scenario, tone, write_audio_file,
 )
 
 
@@ -156,3 +157,63 @@ class WebexCallingTests(SippTestCase):
     def test_pcmu_on_an_opus_answer_at_opus_sample_rate(self):
         """With OPUS_SAMPLE_RATE=16000 the same call sending PCMU gives a 16 kHz leg."""
         return self.place("PCMU", OPUS_SAMPLE_RATE="16000")
+
+
+class BroadWorksTests(SippTestCase):
+    """BroadWorks recording with a hold as pause/resume (broadworks_hold.xml)."""
+
+    TALK1, HOLD, TALK2 = 1.5, 1.0, 1.5
+
+    @defer.inlineCallbacks
+    def test_hold_and_cseq_quirks(self):
+        """<recording_metadata>, ACKs with foreign CSeqs, a c=0.0.0.0 hold, BYE with
+        'CSeq: N INVITE' and no To-tag: the BYE gets its 200 and ends the call ('bye'),
+        the hold is silence of its length, the PCMA around it exact."""
+        sipp = yield find_sipp(self)
+        logs = LogCapture().install(self)
+        service = start_server(self)
+        workdir = self.mktemp()
+        os.makedirs(workdir)
+        sent = alaw_encode(tone(700, 1.0))  # 80 samples a period: loops seamlessly
+        write_audio_file(workdir, "bw_leg.alaw", sent)
+        running = run_scenario(sipp, "broadworks_hold.xml", service.config.ports[0], workdir,
+                               variables={"talk1": int(self.TALK1 * 1000), "hold": int(self.HOLD * 1000),
+                                          "talk2": int(self.TALK2 * 1000)})
+        live = yield live_detail(service)
+        run = yield running
+        self.assertSippPassed(run)  # every answer, the BYE's 200 included
+        session, record = yield self.ended(service, live["call_id"])
+
+        aors = ["sip:7025550147", "sip:+17025550199@bcore.example;user=phone"]
+        for view in (live, record):
+            self.assertEqual([p["aor"] for p in view["participants"]], aors)
+            self.assertEqual(view["streams"][0]["participant"]["aor"], aors[0])
+        self.assertEqual(record["end_reason"], "bye")
+        self.assertTolerated(
+            record, logs,
+            "Contact ';src' read as '+sip.src'",
+            "pre-RFC <recording_metadata> schema (BroadWorks, Webex Calling) read as RFC 7865",
+            "ACK with a CSeq other than its INVITE's accepted",
+            "ACK with 'CSeq: N INVITE' accepted in its dialog",
+            "BYE with 'CSeq: N INVITE' accepted in its dialog",
+            "BYE without To-tag matched to the dialog by Call-ID and From-tag")
+        [stream] = record["streams"]
+        self.assertEqual(stream["port"], int(run.logged("answer")["port0"]))
+        self.assertEqual(stream["codec"], "PCMA/8000")  # PT 8 without rtpmap: static
+
+        # the hold: one pause, as long as SIPp held, and that much silence in the leg
+        [pause] = record["pauses"]
+        self.assertEqual((pause["label"], pause["reason"]), ("1", "hold"))
+        held = iso_seconds(pause["end"]) - iso_seconds(pause["start"])
+        self.assertClose(held, self.HOLD, 0.25, "hold interval in the record")
+        rate, channels, leg = read_wav(record["files"]["1"])
+        self.assertEqual((rate, channels), (RATE, 1))
+        leg = leg[:, 0]
+        tone_seconds = np.count_nonzero(frame_rms(leg) > TONE_RMS) * FRAME / RATE
+        self.assertClose(tone_seconds, self.TALK1 + self.TALK2, 0.2, "seconds of tone")
+        silence_at, silence = inner_silence(leg)
+        self.assertClose(silence, held, 0.1, "silence vs the recorded hold")
+        self.assertClose(silence_at, self.TALK1, 0.2, "hold start in the leg")
+        self.assertGreaterEqual(exact_fraction(leg, alaw_decode(sent), RATE // 100), 0.95,
+                                "leg samples differ from the A-law SIPp sent")
+        self.assertEqual(stream["stats"]["lost"], 0)
