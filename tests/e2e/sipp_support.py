@@ -407,12 +407,13 @@ class SippTestCase(TestCase):
                             f"{note!r} was not logged as tolerated: {logs.tolerated()}")
 
     def assertPlayed(self, samples: np.ndarray, expected: np.ndarray, what: str,
-                     rest_silent: bool = True) -> int:
+                     rest_silent: bool = True, within: int = FRAME) -> int:
         """``samples`` hold ``expected`` sample for sample, starting within the
-        first 20 ms, and (``rest_silent``) nothing but silence around it.
-        Returns where it starts."""
-        offset = find_sequence(samples, expected, FRAME)
-        self.assertIsNotNone(offset, f"{what}: the audio sent is not at the start of the file")
+        first ``within`` samples, and (``rest_silent``) nothing but silence
+        around it. Returns where it starts."""
+        offset = find_sequence(samples, expected, within)
+        self.assertIsNotNone(offset, f"{what}: the audio sent does not start in the first "
+                                     f"{within / RATE:.3f} s of the file")
         got = samples[offset:offset + len(expected)]
         self.assertEqual(len(got), len(expected),
                          f"{what}: {len(got) / RATE:.3f} s recorded of {len(expected) / RATE:.3f} s played")
@@ -420,7 +421,8 @@ class SippTestCase(TestCase):
         self.assertEqual(differ, 0, f"{what}: {differ} of {len(expected)} samples differ from what was sent")
         if rest_silent:
             outside = np.concatenate([samples[:offset], samples[offset + len(expected):]])
-            self.assertLessEqual(len(outside), 2 * FRAME, f"{what}: {len(outside)} samples beyond what was played")
+            self.assertLessEqual(len(outside), within + FRAME,
+                                 f"{what}: {len(outside)} samples beyond what was played")
             self.assertFalse(np.any(outside), f"{what}: sound outside what was played")
         return offset
 

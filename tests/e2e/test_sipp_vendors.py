@@ -18,7 +18,7 @@ from tests.e2e.harness import dominant_frequency, read_wav, start_server
 from tests.e2e.sipp_support import (
     DECODE, ENCODE, FRAME, PCMA, PCMU, RATE, TONE_RMS, LogCapture, SippTestCase, aligned_snr,
     alaw_decode, alaw_encode, exact_fraction, find_sipp, frame_rms, inner_silence, iso_seconds,
-    live_detail, run_scenario, tone, write_audio_file,
+    LegFeeder, live_detail, run_scenario, tone, write_audio_file,
 )
 
 
@@ -217,3 +217,66 @@ class BroadWorksTests(SippTestCase):
         self.assertGreaterEqual(exact_fraction(leg, alaw_decode(sent), RATE // 100), 0.95,
                                 "leg samples differ from the A-law SIPp sent")
         self.assertEqual(stream["stats"]["lost"], 0)
+
+
+class OracleSbcTests(SippTestCase):
+    """Oracle/Acme SBC, two streams over TCP (oracle_sbc.xml)."""
+
+    LABELS = ("953421001", "953421002")
+
+    @defer.inlineCallbacks
+    def test_stray_sdp_block_and_two_streams(self):
+        """A blank line and a second SDP block before the next boundary: the call is
+        answered (not 400) from the first description, both streams recorded exactly
+        (SIPp's on the first, ours on the second), draft metadata's participants shown."""
+        sipp = yield find_sipp(self)
+        logs = LogCapture().install(self)
+        service = start_server(self)
+        workdir = self.mktemp()
+        os.makedirs(workdir)
+        first = alaw_encode(tone(700, 1.0))
+        write_audio_file(workdir, "oracle_leg.alaw", first)
+        second = alaw_encode(tone(1200, 2.0))
+        feeder = LegFeeder(service, self.LABELS[1], second, PCMA, loop_audio=False)
+        feeder.start(self)
+        running = run_scenario(sipp, "oracle_sbc.xml", service.config.ports[0], workdir,
+                               transport="t1", variables={"talk": 2600})
+        live = yield live_detail(service)
+        run = yield running
+        self.assertSippPassed(run)
+        session, record = yield self.ended(service, live["call_id"])
+        call_id = live["call_id"]
+
+        self.assertEqual(record["end_reason"], "bye")
+        self.assertEqual(record["sip"]["transport"], "TCP")
+        self.assertEqual(record["metadata"]["dialect"], "draft")
+        aors = ["sip:+14155550101@carrier.example", "sip:2101@pbx.example"]
+        for view in (live, record):
+            self.assertEqual([(p["aor"], p["send_labels"]) for p in view["participants"]],
+                             [(aors[0], [self.LABELS[0]]), (aors[1], [self.LABELS[1]])])
+            self.assertEqual([s["participant"]["aor"] for s in view["streams"]], aors)
+        streams = {s["label"]: s for s in record["streams"]}
+        self.assertEqual([s["label"] for s in record["streams"]], list(self.LABELS))
+        answer = run.logged("answer")
+        self.assertEqual((streams[self.LABELS[0]]["port"], streams[self.LABELS[1]]["port"]),
+                         (int(answer["port0"]), int(answer["port1"])))
+        self.assertTolerated(record, logs, "(stray text '--SBC-core-boundary', after a blank line); "
+                                           "the rest of the body was ignored")
+        self.assertEqual(feeder.sent, 2 * RATE // FRAME)
+
+        expected = {self.LABELS[0]: np.tile(alaw_decode(first), 2), self.LABELS[1]: alaw_decode(second)}
+        for label, audio in expected.items():
+            stream = streams[label]
+            self.assertEqual(stream["codec"], "PCMA/8000")
+            self.assertEqual(stream["stats"]["lost"], 0, label)
+            path = record["files"][stream["key"]]
+            self.assertEqual(os.path.basename(path), f"{call_id}_{label}.wav")
+            rate, channels, leg = read_wav(path)
+            self.assertEqual((rate, channels), (RATE, 1))
+            self.assertPlayed(leg[:, 0], audio, f"leg {label}")
+        rate, channels, combined = read_wav(record["files"]["combined"])
+        self.assertEqual((rate, channels), (RATE, 2))
+        for label, audio in expected.items():
+            channel = streams[label]["channel"]
+            self.assertPlayed(combined[:, channel], audio, f"combined channel {channel}",
+                              rest_silent=False, within=RATE // 2)
