@@ -14,11 +14,11 @@ import numpy as np
 from scipy.signal import resample_poly
 from twisted.internet import defer
 
-from tests.e2e.harness import dominant_frequency, read_wav, start_server
+from tests.e2e.harness import dominant_frequency, read_wav, start_server, wait_for
 from tests.e2e.sipp_support import (
     DECODE, ENCODE, FRAME, PCMA, PCMU, RATE, TONE_RMS, LogCapture, SippTestCase, aligned_snr,
     alaw_decode, alaw_encode, exact_fraction, find_sipp, frame_rms, inner_silence, iso_seconds,
-    LegFeeder, live_detail, run_scenario, tone, write_audio_file,
+    LegFeeder, api_get, live_detail, run_scenario, tone, write_audio_file,
 )
 
 
@@ -280,3 +280,60 @@ class OracleSbcTests(SippTestCase):
             channel = streams[label]["channel"]
             self.assertPlayed(combined[:, channel], audio, f"combined channel {channel}",
                               rest_silent=False, within=RATE // 2)
+
+
+class AvayaSbceTests(SippTestCase):
+    """Avaya SBCE inbound, a placeholder participant replaced by an UPDATE (avaya_sbce.xml)."""
+
+    TALK1, TALK2 = 1.2, 1.2
+
+    @defer.inlineCallbacks
+    def test_update_replaces_placeholder_participant(self):
+        """The INVITE names sip:ASBCE@asbce.com and a stream without id; the metadata-only
+        UPDATE (application/rs-metadata) brings the real parties: the API shows each
+        set while it holds, the record the final one; PCMA on the PCMU answer exact."""
+        sipp = yield find_sipp(self)
+        logs = LogCapture().install(self)
+        service = start_server(self)
+        workdir = self.mktemp()
+        os.makedirs(workdir)
+        sent = alaw_encode(tone(700, 1.0))
+        write_audio_file(workdir, "avaya_leg.alaw", sent)
+        running = run_scenario(sipp, "avaya_sbce.xml", service.config.ports[0], workdir,
+                               variables={"talk1": int(self.TALK1 * 1000), "talk2": int(self.TALK2 * 1000)})
+        before = yield live_detail(service)
+        session = service.manager.get(before["call_id"])
+        yield wait_for(lambda: session.metadata.documents_applied >= 2, 5, "the UPDATE's metadata")
+        code, after = yield api_get(service, f"/api/sessions/{session.id}")
+        self.assertEqual(code, 200)
+        run = yield running
+        self.assertSippPassed(run)
+        session, record = yield self.ended(service, before["call_id"])
+
+        self.assertEqual([p["aor"] for p in before["participants"]],
+                         ["sip:3035550100@10.64.1.5", "sip:ASBCE@asbce.com"])
+        final = [("sip:3035550100@10.64.1.5", ["10"]), ("sip:7205550142@10.64.1.32", ["20"])]
+        for view in (after, record):
+            self.assertEqual([(p["aor"], p["send_labels"]) for p in view["participants"]], final)
+            self.assertEqual(view["streams"][0]["participant"]["aor"], "sip:3035550100@10.64.1.5")
+        self.assertEqual(record["metadata_documents"], 2)
+        with open(record["files"]["metadata"], "rb") as f:
+            self.assertEqual(f.read().count(b"<document "), 2)
+        self.assertEqual(record["end_reason"], "bye")
+        [stream] = record["streams"]
+        self.assertEqual(stream["port"], int(run.logged("answer")["port0"]))
+        self.assertEqual(stream["codec"], "PCMU/8000")
+        self.assertTolerated(
+            record, logs,
+            "SRC sent PCMA/8000 (PT 8) on a stream answered PCMU/8000; decoded by its own payload type",
+            "element <dataMode> read as <datamode>",
+            "empty stream_id tolerated")
+
+        rate, channels, leg = read_wav(record["files"][stream["key"]])
+        self.assertEqual((rate, channels), (RATE, 1))
+        leg = leg[:, 0]
+        tone_seconds = np.count_nonzero(frame_rms(leg) > TONE_RMS) * FRAME / RATE
+        self.assertClose(tone_seconds, self.TALK1 + self.TALK2, 0.2, "seconds of tone")
+        self.assertClose(len(leg) / RATE, self.TALK1 + self.TALK2, 0.2, "leg length (s)")
+        self.assertGreaterEqual(exact_fraction(leg, alaw_decode(sent), RATE // 100), 0.95,
+                                "leg samples differ from the A-law SIPp sent")
