@@ -337,3 +337,51 @@ class AvayaSbceTests(SippTestCase):
         self.assertClose(len(leg) / RATE, self.TALK1 + self.TALK2, 0.2, "leg length (s)")
         self.assertGreaterEqual(exact_fraction(leg, alaw_decode(sent), RATE // 100), 0.95,
                                 "leg samples differ from the A-law SIPp sent")
+
+
+class MetaswitchTests(SippTestCase):
+    """Metaswitch CFS basic inbound call (metaswitch_cfs.xml)."""
+
+    @defer.inlineCallbacks
+    def test_basic_inbound_call(self):
+        """Static payload types without rtpmap, draft metadata typed application/rs-metadata
+        with bare-number AORs on one shared stream, a '+'-laden From-tag with a parameter
+        after it: both parties on the stream, the PCMA SIPp sent recorded exactly."""
+        sipp = yield find_sipp(self)
+        logs = LogCapture().install(self)
+        service = start_server(self)
+        workdir = self.mktemp()
+        os.makedirs(workdir)
+        sent = alaw_encode(tone(700, 1.0))
+        write_audio_file(workdir, "ms_leg.alaw", sent)
+        running = run_scenario(sipp, "metaswitch_cfs.xml", service.config.ports[0], workdir,
+                               variables={"talk": 2600})
+        live = yield live_detail(service)
+        run = yield running
+        self.assertSippPassed(run)
+        session, record = yield self.ended(service, live["call_id"])
+
+        for view in (live, record):
+            self.assertEqual([(p["aor"], p["aor_normalized"], p["send_labels"], p["recv_labels"])
+                              for p in view["participants"]],
+                             [("6195550123", "sip:6195550123", ["1"], ["1"]),
+                              ("6195550100", "sip:6195550100", ["1"], ["1"])])
+        self.assertEqual(record["metadata"]["dialect"], "draft")
+        self.assertEqual(record["end_reason"], "bye")
+        [stream] = record["streams"]
+        answer = run.logged("answer")
+        self.assertEqual(stream["port"], int(answer["port0"]))
+        # the first offered type we decode is answered, whatever the SRC then sends
+        self.assertEqual((stream["codec"], answer["pt0"]), ("G729/8000", "18"))
+        self.assertEqual(stream["stats"]["packets_by_codec"], {"PCMA/8000": 2 * RATE // FRAME})
+        self.assertTolerated(
+            record, logs,
+            "SRC sent PCMA/8000 (PT 8) on a stream answered G729/8000; decoded by its own payload type",
+            "pre-RFC namespace 'urn:ietf:params:xml:ns:recording' (without ':1') accepted",
+            "AORs without URI scheme were normalised with 'sip:'",
+            "draft-era 'id' attribute read as stream_id")
+        path = record["files"][stream["key"]]
+        self.assertEqual(os.path.basename(path), f"{live['call_id']}_1.wav")
+        rate, channels, leg = read_wav(path)
+        self.assertEqual((rate, channels), (RATE, 1))
+        self.assertPlayed(leg[:, 0], np.tile(alaw_decode(sent), 2), "leg (A-law)")
