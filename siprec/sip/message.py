@@ -606,8 +606,8 @@ def _answerable(request: Request) -> Optional[Request]:
     """The request if a response can be routed and matched back, else None."""
     headers = request.headers
     for name in _MANDATORY:
-        if not headers.get(name):
-            return None
+        if not (headers.get(name) or "").strip():
+            return None  # an empty (or control-character-only) value cannot be copied back
     try:
         request.top_via
         cseq = request.cseq

@@ -328,6 +328,11 @@ class MalformedRequestTests(SynchronousTestCase):
                                   416, "not supported", True)
         self.assertNotIsInstance(uri, CSeqMethodMismatch)
 
+    def test_blank_mandatory_value_means_drop(self) -> None:
+        """A From that is only a control character cannot be copied into an answer."""
+        self.assertRejected(request_text(start="OPTIONS  sip:x SIP/2.0 extra", From="\x00"), 400,
+                            "Malformed request line", answerable=False)
+
     def test_malformed_request_line_answered_with_cseq_method(self) -> None:
         """An unreadable request line still gets a 400 when the headers allow it."""
         error = self.assertRejected(request_text(start="OPTIONS  sip:x SIP/2.0 extra"), 400,
