@@ -67,12 +67,13 @@ class Dialog:
         hop in the Request-URI and the remote target last in Route.
         """
         self.local_cseq += 1
-        target = str(self.remote_target) if self.remote_target else _uri_of(self.remote_party)
+        target = self._target()
         routes = list(self.route_set)
-        if routes and not _is_loose(routes[0]):
-            first = routes.pop(0)
+        strict = _uri_of(routes[0]) if routes and not _is_loose(routes[0]) else None
+        if strict is not None:
+            routes.pop(0)
             routes.append(f"<{target}>")
-            target = _uri_of(first)
+            target = strict
         headers = Headers()
         headers.add("Via", via)
         headers.add("Max-Forwards", "70")
@@ -88,11 +89,26 @@ class Dialog:
         return Request(method, target, headers=headers)
 
 
-def _uri_of(party: str) -> str:
+    def _target(self) -> str:
+        """The remote target, else the From URI, else the source address: always a SIP URI."""
+        if self.remote_target is not None and self.remote_target.is_sip:
+            return str(self.remote_target)
+        party = _uri_of(self.remote_party)
+        if party is not None:
+            return party
+        if self.peer is None:
+            return "sip:invalid"
+        host, port = self.peer.remote
+        return f"sip:{format_host(host)}:{port}"
+
+
+def _uri_of(address: str) -> Optional[str]:
+    """The sip/sips URI of a name-addr, or None (a request we send never carries another)."""
     try:
-        return str(parse_name_addr(party).uri)
+        uri = parse_name_addr(address).uri
     except ValueError:
-        return party
+        return None
+    return str(uri) if uri.is_sip else None
 
 
 def _is_loose(route: str) -> bool:

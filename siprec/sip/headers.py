@@ -380,17 +380,20 @@ def repair_name_addr(text: str) -> Optional[NameAddr]:
     """A name-addr some SRCs send broken, read as meant; None when it is not one of those.
 
     Known breakage: an unclosed ``<`` (``<sip:src@192.0.2.1;transport=udp``);
-    everything after it is taken as the URI. Callers note the repair.
+    everything after it is taken as the URI when that is a sip/sips URI.
+    Callers note the repair.
     """
     text = text.strip()
     lt = _find_unquoted(text, "<")
     if lt < 0 or text.find(">", lt) >= 0:
         return None
     try:
-        return NameAddr(uri=parse_uri(text[lt + 1 :]),
-                        display_name=_parse_display(text[:lt].strip()) or None)
+        uri = parse_uri(text[lt + 1 :])
+        display = _parse_display(text[:lt].strip()) or None
     except HeaderError:
         return None
+    # Only a SIP URI is worth guessing at: 'Require: siprec' also "parses" as a URI.
+    return NameAddr(uri=uri, display_name=display) if uri.is_sip else None
 
 
 def _parse_display(display: str) -> str:

@@ -40,8 +40,8 @@ class Contact:
 
     @property
     def target(self) -> Optional[SipURI]:
-        """Where in-dialog requests go; None means the source address."""
-        if self.address is None or self.address.wildcard:
+        """Where in-dialog requests go (a sip/sips URI, RFC 3261 §12.1.1); None: the source."""
+        if self.address is None or self.address.wildcard or not self.address.uri.is_sip:
             return None
         return self.address.uri
 

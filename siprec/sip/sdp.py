@@ -20,11 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
-from twisted.logger import Logger
-
 from siprec.media.spec import PayloadFormat
-
-_log = Logger()
 
 Attribute = Tuple[str, Optional[str]]
 
@@ -685,15 +681,7 @@ def parse_sdp_with_tolerances(
     if origin is None:
         raise SdpParseError("SDP has no o= line")
     session_name = session.get("s", "").strip()
-    if "s" not in session:
-        _log.debug("SDP without s= line from {origin}; reading it as '-'",
-                   origin=origin.to_value())
-    if not timing:
-        _log.debug("SDP without t= line from {origin}; reading it as t=0 0",
-                   origin=origin.to_value())
     built_media = tuple(m.build() for m in media)
-    if connection is None and any(not m.connections for m in built_media):
-        _log.debug("SDP from {origin} lacks c= for some media", origin=origin.to_value())
     description = SessionDescription(
         origin=origin, version=version, session_name=session_name or "-",
         information=session.get("i"), uri=session.get("u"),

@@ -111,7 +111,7 @@ class SipCore:
                                   self._close_dialog)
         self.peer_for_dialog = peer_for_dialog or (lambda dialog: dialog.peer)
         self.accepting = True
-        self._bad_log = LogBudget(clock, "malformed messages")
+        self.malformed_log = LogBudget(clock, "malformed messages")
 
     # -- input from transports -------------------------------------------------
     def receive(self, message, peer: Peer) -> None:
@@ -129,11 +129,11 @@ class SipCore:
             self.receive(request, peer)  # tolerated and noted once the dialog is found
             return
         if request is None or request.method == "ACK":
-            if self._bad_log.allow():
+            if self.malformed_log.allow():
                 log.info("Dropped malformed SIP message from {remote}: {reason}",
                          remote=peer.remote, reason=error.reason)
             return
-        if self._bad_log.allow():
+        if self.malformed_log.allow():
             log.info("Rejecting malformed {method} from {remote}: {status} {reason}",
                      method=request.method or "request", remote=peer.remote,
                      status=error.status, reason=error.reason)
@@ -488,4 +488,6 @@ def _contact_notes(contact: Contact, peer: Peer) -> List[str]:
         return [f"INVITE without Contact; using the source address {source}"]
     if contact.address.wildcard:
         return [f"INVITE with Contact '*'; using the source address {source}"]
+    if not contact.address.uri.is_sip:
+        return [f"Contact {contact.address.uri.scheme}: URI is no SIP URI; using the source address {source}"]
     return [contact.note] if contact.note is not None else []

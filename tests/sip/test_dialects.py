@@ -191,6 +191,13 @@ class HeaderDialectTests(FlowTestCase):
         self.assertTrue(any(n.startswith("Unparseable Contact") and n.endswith(
             "using the source address 192.0.2.10:5060") for n in call.notes), call.notes)
 
+    def test_non_sip_contact_uses_source(self) -> None:
+        """A Contact that is no SIP URI cannot be a remote target (RFC 3261 §12.1.1)."""
+        invite, ok, call = self.establish(contact="<tel:+15550100>")
+        self.assertIn("Contact tel: URI is no SIP URI; using the source address 192.0.2.10:5060", call.notes)
+        self.core.terminate(self.dialog(), "api")
+        self.assertEqual(self.one(self.take()).uri, "sip:sbc@src.example")
+
     def test_proxy_require_siprec_is_not_ours(self) -> None:
         """'Proxy-Require: siprec' is meant for proxies: no 420, a note."""
         self.one(self.send(siprec_invite(headers=["Proxy-Require: siprec", "Require: siprec"])), 200)

@@ -154,6 +154,22 @@ class CreateRequestTests(SynchronousTestCase):
         request = self.build(make_dialog(remote_target=None))
         self.assertEqual(request.uri, "sip:sbc@src.example")
 
+    def test_never_a_request_uri_we_would_refuse(self) -> None:
+        """A non-SIP remote target and a non-SIP From fall back to the source address
+        (found by fuzzing: 'Contact: <Require: siprec' once became our Request-URI)."""
+        class Peer:
+            remote = ("192.0.2.10", 5062)
+        dialog = make_dialog(remote_target="urn:service:x")
+        dialog.remote_party = "<urn:x:y>;tag=theirs"
+        dialog.peer = Peer()
+        self.assertEqual(self.build(dialog).uri, "sip:192.0.2.10:5062")
+
+    def test_unreadable_strict_router_kept_as_a_route(self) -> None:
+        dialog = make_dialog(route_set=["<urn:not-a-router>"])
+        request = self.build(dialog)
+        self.assertEqual(request.uri, "sip:sbc@192.0.2.10:5070")
+        self.assertEqual(request.headers.get_all("Route"), ["<urn:not-a-router>"])
+
 
 class FormatTests(SynchronousTestCase):
     def test_via_value(self) -> None:

@@ -260,7 +260,8 @@ class RepairNameAddrTests(SynchronousTestCase):
 
     def test_only_that_breakage(self) -> None:
         """Good addresses, other breakage and unreadable URIs are not "repaired"."""
-        for text in ("<sip:a@b>", "sip:a@b", "<", "<nonsense", '"open <sip:a@b', "<sip:@>"):
+        for text in ("<sip:a@b>", "sip:a@b", "<", "<nonsense", '"open <sip:a@b', "<sip:@>",
+                     "<Require: siprec", "<tel:+15550100"):
             self.assertIsNone(repair_name_addr(text), text)
 
 
