@@ -1,8 +1,8 @@
 """What the SIP core needs from a request body, and who reads it.
 
 The core does not know what a recording body looks like: whoever builds it
-passes a :data:`BodyReader` (the SIPREC splitter in
-:mod:`siprec.recording.multipart`). The reader raises
+passes a :data:`BodyReader` (the service passes the recording layer's
+SIPREC splitter). The reader raises
 :class:`~siprec.sip.mime.UnsupportedBody` (answered 415) or
 :class:`~siprec.sip.mime.MultipartError` (answered 400). Without one, the core
 reads plain ``application/sdp`` only, which is enough for a SIP stack on its own.
