@@ -62,7 +62,7 @@ class Peer(Protocol):
     """Where a message came from and how to answer it (built by the transport)."""
 
     transport: str  # "UDP", "TCP", "TLS"
-    reliable: bool
+    reliable: bool  # False: one datagram per message, so at most MAX_DATAGRAM bytes
     remote: Tuple[str, int]
     local: Tuple[str, int]
 
