@@ -90,7 +90,7 @@ class RecordingSession:
         self._offered_slots: List[StreamSlot] = []
         self._ending: Optional[Deferred] = None
         self._api_resumed_at: Optional[float] = None
-        self.transcribed: Deferred = Deferred()  # fires when transcription has finished
+        self.transcribed: Deferred = Deferred()  # transcription finished, its files on disk
         self._feeds_closing: List[Tuple[str, Deferred]] = []  # (leg, its feed's close())
         self._feeds_done: List[LegFeed] = []  # feeds of closed legs, for the talk figures
 
@@ -575,14 +575,16 @@ class RecordingSession:
         d.addBoth(self._ended, was_active)
         return d
 
-    def _ended(self, _, was_active: bool) -> None:
+    def _ended(self, _, was_active: bool) -> Deferred:
+        """Files final: the last record goes to disk (end() fires when it is there)."""
         self.state = SessionState.ENDED
         self.ended_at = self.clock.seconds()
+        written = succeed(None)
         try:
             if was_active:
                 if self.transcript.status == TranscriptStatus.LIVE:
                     self.transcript.status = TranscriptStatus.PENDING
-                self.write_record()
+                written = self.write_record()
                 log.info("Call {call_id} ended ({reason}); files: {files}", call_id=self.call_id,
                          reason=self.end_reason, files=sorted(self.files.values()))
             elif self.base_path is not None:
@@ -594,6 +596,7 @@ class RecordingSession:
                 log.failure("Call {call_id}: registry bookkeeping after the end failed",
                             call_id=self.call_id)
         self._await_transcription(was_active)
+        return written.addCallback(lambda _: None)
 
     def _combine(self) -> Deferred:
         """One channel per leg (two for stereo) in the call's fixed channel order."""
@@ -680,12 +683,12 @@ class RecordingSession:
                 if outcomes.get(label) != TranscriptStatus.FAILED:
                     outcomes[label] = outcome
             status = self.transcript.finished(outcomes)
-            if was_active:
-                self.write_transcript()
-                self.write_record()
-                self._emit("call_updated", "transcription")
-                log.info("Call {call_id}: transcription {status}", call_id=self.call_id,
-                         status=status)
+            if not was_active:
+                return None
+            log.info("Call {call_id}: transcription {status}", call_id=self.call_id,
+                     status=status)
+            self._emit("call_updated", "transcription")
+            return DeferredList([self.write_transcript(), self.write_record()])
 
         d.addCallback(finished)
         d.addErrback(lambda f: log.failure("Call {call_id}: finishing transcription failed", f,
@@ -729,30 +732,31 @@ class RecordingSession:
     def transcript_view(self) -> dict:
         return record.transcript_view(self)
 
-    def write_record(self) -> None:
-        """``<Call-ID>.json``, written off the reactor. Never raises: a record that
-        cannot be built must not cost the call."""
+    def write_record(self) -> Deferred:
+        """``<Call-ID>.json``, written off the reactor; fires when it is on disk.
+        Never fails: a record that cannot be built must not cost the call."""
         if self.state is SessionState.SETUP or self.base_path is None:
-            return
+            return succeed(None)
         try:
             data = record.record_json(self)
         except Exception:
             log.failure("Call {call_id}: building the call record failed", call_id=self.call_id)
-            return
-        self.ctx.files.write(self.base_path + ".json", data)
+            return succeed(None)
+        return self.ctx.files.write(self.base_path + ".json", data)
 
-    def write_transcript(self) -> None:
-        """``<Call-ID>.transcript.json`` next to the recordings, once there is text."""
+    def write_transcript(self) -> Deferred:
+        """``<Call-ID>.transcript.json`` next to the recordings, once there is text;
+        fires when it is on disk."""
         if not self.transcript.segments or self.base_path is None:
-            return
+            return succeed(None)
         path = self.base_path + ".transcript.json"
         try:
             data = record.transcript_json(self)
         except Exception:
             log.failure("Call {call_id}: building the transcript failed", call_id=self.call_id)
-            return
-        self.ctx.files.write(path, data)
+            return succeed(None)
         self.files["transcript"] = path
+        return self.ctx.files.write(path, data)
 
     def _write_metadata_log(self) -> None:
         path = self.base_path + ".metadata.xml"
