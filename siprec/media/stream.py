@@ -684,20 +684,25 @@ class MediaStream(DatagramProtocol):
             seq0 = (seq0 + 1) & 0xFFFF
             ts0 = (ts0 + frames) & 0xFFFFFFFF
         quality = self.quality  # the first packet may have set it to this codec
-        assert quality is not None
-        if quality.clock_rate != 8000:  # jitter is measured on another codec's clock
-            return chunks + self._one_by_one(pending[start:]) if start else None
-        joined = b"".join([entry[1] for entry in pending[start:]])
-        rows = np.frombuffer(joined, dtype=np.uint8).reshape(count - start, size)
-        pcm = table[rows[:, RTP_HEADER:]]
-        run = timeline.add_run(arrivals[start:], seq0, ts0, ssrc, pcm, frames * (count - start))
-        if run is None:
-            return chunks + self._one_by_one(pending[start:]) if start else None
-        quality.update_run(ssrc, seq0, ts0, frames, arrivals[start:])
-        ran = count - start
-        self.fast_packets += ran
         route = self._routes[octet1]
-        route.note_run((seq - 1) & 0xFFFF)
+        scale = int(route.samples_per_tick)
+        assert quality is not None
+        if (
+            quality.clock_rate != 8000  # jitter is measured on another codec's clock
+            or timeline.run_start(arrivals[start:], seq0, ts0, ssrc, frames * scale, scale) is None
+        ):
+            return chunks + self._one_by_one(pending[start:]) if start else None
+        ran = count - start
+        joined = b"".join([entry[1] for entry in pending[start:]])
+        rows = np.frombuffer(joined, dtype=np.uint8).reshape(ran, size)
+        pcm = table[rows[:, RTP_HEADER:]]
+        if route.converts:  # G.711 on a wider leg: the whole run through the resampler at once
+            pcm = pcm.reshape(-1)
+        pcm = route.convert_run(pcm, seq0, (seq - 1) & 0xFFFF, self._last_pt != octet1)
+        run = timeline.add_run(arrivals[start:], seq0, ts0, ssrc, pcm.reshape(ran, -1), frames * ran, scale)
+        assert run is not None  # run_start said it fits
+        quality.update_run(ssrc, seq0, ts0, frames, arrivals[start:])
+        self.fast_packets += ran
         self._count_audio(route, ran)
         self._last_pt = octet1
         return chunks + run

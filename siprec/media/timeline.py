@@ -214,44 +214,38 @@ class LegTimeline:
             self._commit(self._window.pop(0), out)
         return out
 
-    def add_run(
+    def run_start(
         self,
         arrivals: Sequence[float],
         sequence: int,
         timestamp: int,
         ssrc: int,
-        pcm: np.ndarray,
-        payload_bytes: int,
-    ) -> Optional[List[Chunk]]:
-        """Take ``len(arrivals)`` packets that directly follow the newest one.
+        frames: int,
+        samples_per_tick: int = 1,
+    ) -> Optional[int]:
+        """Where a run would start if :meth:`add_run` takes it, else None.
 
-        The fast path for the common case, equal to calling :meth:`add`
-        for each packet in turn: same source, sequence numbers and
-        timestamps each one step (``frames`` per packet) on from the
-        newest packet, one sample per tick, audio not muted, and no
-        packet far enough from its arrival time to force a resync.
-        ``pcm`` holds one row of ``frames * channels`` samples per packet.
-        Returns None, having changed nothing, when the run does not
-        qualify; the caller then adds the packets one by one.
+        Lets a caller check before doing work it could not undo (feeding
+        a resampler). ``frames`` per packet, ``samples_per_tick`` frames
+        per tick of the packets' RTP clock (a whole number).
         """
-        count = len(arrivals)
         if (
-            count == 0
+            not arrivals
             or ssrc != self.ssrc
             or self._highest is None
             or self._anchor is None
-            or self._anchor_scale != 1.0
+            or self._anchor_scale != samples_per_tick
             or self._ts_ref is None
             or sequence != (self._highest + 1) & 0xFFFF
+            or frames % samples_per_tick
         ):
             return None
-        frames = pcm.shape[1] // self.channels
         ref = self._ts_ref
         ext_ts = ref + ts_delta(timestamp, ref & 0xFFFFFFFF)
-        if ext_ts - ref != frames:
+        if ext_ts - ref != frames // samples_per_tick:
             return None  # not contiguous with the newest packet
         anchor_ts, anchor_pos = self._anchor
-        first = anchor_pos + (ext_ts - anchor_ts)
+        first = anchor_pos + (ext_ts - anchor_ts) * samples_per_tick
         rate = self.sample_rate
         start = self.call_start
         limit = self._resync_frames
@@ -261,12 +255,44 @@ class LegTimeline:
             if abs(position - (arrival_pos if arrival_pos > 0 else 0)) > limit:
                 return None
             position += frames
+        return first
+
+    def add_run(
+        self,
+        arrivals: Sequence[float],
+        sequence: int,
+        timestamp: int,
+        ssrc: int,
+        pcm: np.ndarray,
+        payload_bytes: int,
+        samples_per_tick: int = 1,
+    ) -> Optional[List[Chunk]]:
+        """Take ``len(arrivals)`` packets that directly follow the newest one.
+
+        The fast path for the common case, equal to calling :meth:`add`
+        for each packet in turn: same source and RTP clock, sequence
+        numbers and timestamps each one step (one packet's ticks) on from
+        the newest packet, a whole number of frames per tick, audio not
+        muted, and no packet far enough from its arrival time to force a
+        resync. ``pcm`` holds one row of ``frames * channels`` samples per
+        packet. Returns None, having changed nothing, when the run does
+        not qualify (see :meth:`run_start`); the caller then adds the
+        packets one by one.
+        """
+        count = len(arrivals)
+        frames = pcm.shape[1] // self.channels
+        first = self.run_start(arrivals, sequence, timestamp, ssrc, frames, samples_per_tick)
+        if first is None:
+            return None
+        assert self._highest is not None and self._ts_ref is not None
+        position = first + frames * count
+        ext_ts = self._ts_ref + frames // samples_per_tick
         ext_seq0 = self._highest + 1
         self.packets += count
         self.bytes += payload_bytes
         self._received += count
         self._highest = ext_seq0 + count - 1
-        self._ts_ref = ext_ts + frames * (count - 1)
+        self._ts_ref = ext_ts + frames // samples_per_tick * (count - 1)
         if position > self._frontier:
             self._frontier = position
         self._bad_seq = None

@@ -191,3 +191,27 @@ class DecodeWhatArrivesTests(StreamTestsMixin, SynchronousTestCase):
         stats = self.successResultOf(stream.close())
         np.testing.assert_array_equal(read_wav(self.spec.wav_path)[2], independent_alaw_decode(octets))
         self.assertEqual(stats["packets_by_codec"], {"PCMA/8000": 10})
+
+    def test_resampled_fast_path_agrees_with_the_careful_one(self) -> None:
+        """G.711 on a 48 kHz leg: whole runs resampled at once give the WAV packet-by-packet decoding gives."""
+        octets = ulaw_encode(8000 * np.sin(2 * np.pi * 700 * np.arange(16000) / 8000))
+        packets = [rtp(seq, p) for seq, p in enumerate(frames_of(octets))]
+        packets[40], packets[41] = packets[41], packets[40]
+        del packets[70:72]
+        wavs = []
+        for fast in (True, False):
+            stream = self.open(OPUS, PCMU, scheduled=fast)
+            for data in packets:
+                stream.datagramReceived(data, SRC)
+                if not fast:  # a batch of one never takes the vectorised path
+                    stream.flush()
+                self.clock.advance(0.02)
+            stats = self.successResultOf(stream.close())
+            wavs.append(read_wav(self.spec.wav_path)[2])
+            if fast:
+                self.assertGreater(stream.fast_packets, 40)
+            else:
+                self.assertEqual(stream.fast_packets, 0)
+            self.assertEqual((stats["resampled_packets"], stats["lost"]), (len(packets), 2))
+        self.assertEqual(len(wavs[0]), 100 * 960)
+        np.testing.assert_array_equal(wavs[0], wavs[1])

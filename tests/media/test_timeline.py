@@ -347,6 +347,56 @@ class PayloadTests(SynchronousTestCase):
         self.assertEqual(int(pcm[FRAME]), 2)
         self.assertEqual(int(pcm[FRAME - 1]), 1)
 
+    def test_clock_switch_on_one_source(self) -> None:
+        """Opus (48 kHz clock) then PCMA (8000 Hz clock, 6 frames a tick) on one SSRC: PCMA goes
+        after the newest packet by sequence number, with the two lost in between left silent."""
+        r = Recorder(self)
+        r.timeline = LegTimeline(48000, START)
+        for index in range(5):
+            r.add(FIRST_ARRIVAL + 0.02 * index, packet(index, 9000 + 960 * index), tone(1, 960))
+        for index in range(7, 10):  # 5 and 6 lost; the timestamps start anywhere
+            r.add(FIRST_ARRIVAL + 0.02 * index, packet(index, 777 + FRAME * (index - 7)), tone(2, 960),
+                  samples_per_tick=6.0)
+        pcm = r.render()
+        self.assertEqual(len(pcm), 10 * 960)
+        self.assertFalse(pcm[5 * 960 : 7 * 960].any())
+        self.assertTrue((pcm[7 * 960 :] == 2).all())
+        self.assertEqual((r.timeline.clock_switches, r.timeline.resyncs, r.timeline.lost), (1, 0, 2))
+
+    def test_run_with_several_frames_per_tick(self) -> None:
+        """add_run of PCMA resampled to 48 kHz places packets as add() does one by one."""
+        outputs = []
+        for use_run in (True, False):
+            r = Recorder(self)
+            r.timeline = LegTimeline(48000, START)
+            r.add(FIRST_ARRIVAL, packet(0, 0), tone(1, 960), samples_per_tick=6.0)
+            arrivals = [FIRST_ARRIVAL + 0.02 * i for i in range(1, 6)]
+            pcm = np.stack([tone(i + 2, 960) for i in range(5)])
+            if use_run:
+                self.assertIsNone(r.timeline.add_run(arrivals, 1, FRAME, 0x1111, pcm, 800))  # wrong scale
+                r.chunks += r.timeline.add_run(arrivals, 1, FRAME, 0x1111, pcm, 800, samples_per_tick=6)
+            else:
+                for i, arrival in enumerate(arrivals):
+                    r.add(arrival, packet(i + 1, FRAME * (i + 1)), pcm[i], samples_per_tick=6.0)
+            outputs.append(r.render())
+        np.testing.assert_array_equal(outputs[0], outputs[1])
+        self.assertEqual(len(outputs[0]), 6 * 960)
+
+    def test_resume_a_leg_file(self) -> None:
+        """Resuming keeps the file's start offset and returns the span up to the first packet as silence."""
+        timeline = LegTimeline(RATE, START, resume=(4000, 12000))
+        self.assertEqual((timeline.start_offset, timeline.end), (4000, 12000))
+        chunks = timeline.add(START + 2.0, packet(50, 123), tone(7)) + timeline.drain()
+        self.assertEqual([(c.offset, c.frames, c.pcm is None) for c in chunks],
+                         [(12000, 4000, True), (16000, FRAME, False)])
+        self.assertEqual((timeline.resume_gap_samples, timeline.gaps_filled_samples), (4000, 0))
+        self.assertEqual(timeline.start_offset, 4000)
+        early = LegTimeline(RATE, START, resume=(0, 24000))  # the file ends after "now": no overlap
+        chunks = early.add(START + 1.0, packet(1, 0), tone(1)) + early.drain()
+        self.assertEqual([(c.offset, c.frames) for c in chunks], [(24000, FRAME)])
+        self.assertRaises(ValueError, LegTimeline, RATE, START, resume=(10, 5))
+        self.assertRaises(ValueError, LegTimeline, RATE, START, resume=(-1, 5))
+
     def test_bad_arguments(self) -> None:
         """Impossible rates and windows are refused."""
         self.assertRaises(ValueError, LegTimeline, 0, 0.0)

@@ -46,8 +46,10 @@ class PayloadRoute:
 
     ``samples_per_tick`` is leg frames per tick of this payload's RTP
     clock (PCMA on a 48 kHz leg: 6), what the timeline needs to place its
-    packets. ``table`` is the G.711 lookup table when no conversion is
-    needed, so the stream's vectorised path can decode whole runs.
+    packets. ``table`` is the G.711 lookup table when a whole number of
+    leg frames falls on each tick (G.711 on an 8, 16 or 48 kHz leg), so
+    the stream's vectorised path can decode whole runs and, when the leg
+    needs it, convert them with :meth:`convert_run`.
     """
 
     def __init__(self, fmt: PayloadFormat, decoder: Decoder, leg: LegFormat) -> None:
@@ -61,9 +63,8 @@ class PayloadRoute:
         self.remixes = decoder.channels != leg.channels
         self.converts = self.resamples or self.remixes
         table = getattr(decoder, "table", None)
-        self.table: Optional[np.ndarray] = (
-            table if table is not None and not self.converts and self.samples_per_tick == 1.0 else None
-        )
+        whole = self.samples_per_tick == int(self.samples_per_tick) and self.samples_per_tick >= 1
+        self.table: Optional[np.ndarray] = table if table is not None and whole else None
         self._resampler: Optional[PacketResampler] = None
         self._expected: Optional[int] = None  # sequence number that would follow the last packet
 
@@ -75,8 +76,15 @@ class PayloadRoute:
         starts afresh rather than run the old signal's tail into the new.
         """
         pcm = self.decoder.decode(payload)
-        follows = not interrupted and sequence == self._expected
-        self._expected = (sequence + 1) & 0xFFFF
+        return self._converted(pcm, sequence, sequence, interrupted)
+
+    def convert_run(self, pcm: np.ndarray, first: int, last: int, interrupted: bool) -> np.ndarray:
+        """Already decoded audio of packets ``first..last`` (sequence numbers), converted."""
+        return self._converted(pcm, first, last, interrupted)
+
+    def _converted(self, pcm: np.ndarray, first: int, last: int, interrupted: bool) -> np.ndarray:
+        follows = not interrupted and first == self._expected
+        self._expected = (last + 1) & 0xFFFF
         if not self.converts:
             return pcm
         channels = self.decoder.channels
@@ -91,10 +99,6 @@ class PayloadRoute:
         if self.remixes and self.leg.channels > 1:
             pcm = np.repeat(pcm, self.leg.channels)
         return pcm
-
-    def note_run(self, last_sequence: int) -> None:
-        """A run of this payload type was decoded elsewhere (the stream's vectorised path)."""
-        self._expected = (last_sequence + 1) & 0xFFFF
 
     def tolerance(self, answered: str) -> str:
         """The sentence for the call record: what the SRC did and what we made of it."""
