@@ -7,7 +7,7 @@ the UAS only says which status to send.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -32,12 +32,30 @@ __all__ = ["Responder"]
 _OWN_HEADERS = frozenset({"Via", "From", "To", "Call-ID", "CSeq", "Content-Length"})
 
 
-class Responder:
-    """Builds, sends and counts the UAS's responses; logs refusals within a budget."""
+#: told of every new INVITE answered with an error: (request, response, peer)
+OnRefused = Callable[[Request, Response, Peer], None]
 
-    def __init__(self, clock: IReactorTime, settings: UasSettings, metrics=None) -> None:
+
+def _is_new_invite(request: Request) -> bool:
+    try:
+        return request.method == "INVITE" and request.to.tag is None
+    except HeaderError:
+        return request.method == "INVITE"
+
+
+class Responder:
+    """Builds, sends and counts the UAS's responses; logs refusals within a budget.
+
+    ``on_refused`` hears of each new INVITE answered 3xx-6xx (once per
+    INVITE: copies to retransmissions on other branches are not news), so
+    that every call an SRC offered is accounted for.
+    """
+
+    def __init__(self, clock: IReactorTime, settings: UasSettings, metrics=None,
+                 on_refused: Optional[OnRefused] = None) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.on_refused = on_refused
         self._reject_log = LogBudget(clock, "rejected requests")
 
     def build(self, request: Request, status: int, reason: Optional[str] = None,
@@ -70,9 +88,19 @@ class Responder:
         return self.respond(tx, rejected.status, rejected.reason, headers=rejected.headers,
                             to_tag=to_tag)
 
-    def send(self, tx: ServerTransaction, response: Response) -> None:
+    def send(self, tx: ServerTransaction, response: Response, copy: bool = False) -> None:
         tx.respond(response)
         self.count(response, tx.request.method)
+        if not copy and response.status >= 300 and _is_new_invite(tx.request):
+            self._refused(tx.request, response, tx.peer)
+
+    def _refused(self, request: Request, response: Response, peer: Peer) -> None:
+        if self.on_refused is None:
+            return
+        try:
+            self.on_refused(request, response, peer)
+        except Exception:
+            log.failure("Accounting for a refused INVITE failed")
 
     def ok(self, request: Request, dialog: Dialog, sdp: Optional[SessionDescription],
            plan: Optional[session_timer.TimerPlan]) -> Response:
@@ -100,7 +128,7 @@ class Responder:
         response = make_response(tx.request, final.status, final.reason, to_tag=tag or new_tag(),
                                  headers=[(n, v) for n, v in final.headers if n not in _OWN_HEADERS],
                                  body=final.body)
-        self.send(tx, response)
+        self.send(tx, response, copy=True)
 
     def stateless(self, request: Request, status: int, reason: str, peer: Peer) -> None:
         """An answer outside any transaction (a request too broken for one)."""
@@ -113,6 +141,8 @@ class Responder:
                 return
             response = fitted
         self.count(response, request.method)
+        if response.status >= 300 and _is_new_invite(request):
+            self._refused(request, response, peer)
         try:
             peer.send(response.to_bytes())
         except Exception as e:

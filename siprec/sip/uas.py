@@ -82,6 +82,8 @@ class RecordingCall(Protocol):
 class CallHandler(Protocol):
     def admission(self) -> Optional[CallRejected]: ...
     def create_session(self, call_id: str, sip_info: dict) -> RecordingCall: ...
+    def call_refused(self, call_id: str, status: int, reason: Optional[str],
+                     source: Optional[str]) -> None: ...
 
 
 class SipCore:
@@ -104,7 +106,7 @@ class SipCore:
         self.dialogs = DialogTable()
         self.states = DialogStates()
         self.setups = SetupTable(clock, settings.timers.timeout)
-        self.responder = Responder(clock, settings, metrics)
+        self.responder = Responder(clock, settings, metrics, on_refused=self._refused)
         self.timers = SessionTimers(clock, settings, self.states, self._send_in_dialog,
                                     self.terminate)
         self.in_dialog = InDialog(settings, self.responder, self.states, self.timers, read_body,
@@ -199,6 +201,11 @@ class SipCore:
         for note in request_checks.header_quirks(request):
             session.tolerate(note)
         self.in_dialog.request(tx, dialog)
+
+    def _refused(self, request: Request, response: Response, peer: Peer) -> None:
+        """A new INVITE will not be recorded: the handler accounts for it."""
+        self.handler.call_refused(request.headers.get("Call-ID") or "", response.status,
+                                  response.reason, f"{peer.remote[0]}:{peer.remote[1]}")
 
     def _options(self, tx: ServerTransaction) -> None:
         """Capabilities; while draining a 503, so that load balancers send calls elsewhere.

@@ -210,9 +210,13 @@ class FakeHandler:
         self.refusal: Optional[CallRejected] = None
         self.sessions: List[FakeCall] = []
         self.infos: List[dict] = []
+        self.refused: List[tuple] = []
 
     def admission(self) -> Optional[CallRejected]:
         return self.refusal
+
+    def call_refused(self, call_id, status, reason, source) -> None:
+        self.refused.append((call_id, status, reason))
 
     def create_session(self, call_id: str, sip_info: dict) -> FakeCall:
         call = FakeCall(self.answer)
