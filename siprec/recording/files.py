@@ -93,6 +93,7 @@ class RecordingFiles:
         self._combine = combine
         self._claimed: Set[str] = set()
         self._queues: Dict[str, _PathQueue] = {}
+        self._jobs: Set[Deferred] = set()
         self.write_errors = 0
 
     # -- names -----------------------------------------------------------------
@@ -153,8 +154,12 @@ class RecordingFiles:
             waiter.callback(None)
 
     def idle(self) -> Deferred:
-        """Fires when every write started so far is on disk."""
+        """Fires when every write, removal and tracked job started so far is done."""
         waiting: List[Deferred] = []
+        for job in self._jobs:
+            d = Deferred()
+            job.addBoth(lambda result, d=d: (d.callback(None), result)[1])
+            waiting.append(d)
         for queue in self._queues.values():
             d: Deferred = Deferred()
             queue.waiters.append(d)
@@ -173,7 +178,14 @@ class RecordingFiles:
                       error=failure.getErrorMessage())
             return []
 
-        return d.addErrback(failed)
+        return self.track(d.addErrback(failed))
+
+    def track(self, d: Deferred) -> Deferred:
+        """Have :meth:`idle` wait for ``d`` too (a cleanup that starts with a close)."""
+        if not d.called:
+            self._jobs.add(d)
+            d.addBoth(lambda result: (self._jobs.discard(d), result)[1])
+        return d
 
     def combine(self, inputs, out_path: str, sample_rate: int) -> Deferred:
         """One WAV, one channel per leg, built in a worker thread."""

@@ -355,6 +355,7 @@ class RecordingSession:
         d = maybeDeferred(handle.close)
         if new_file is not None:
             d.addCallback(lambda _: self.ctx.files.remove([new_file]))
+            self.ctx.files.track(d)  # so that RecordingFiles.idle() waits for the removal
         d.addErrback(lambda f: log.failure("Call {call_id}: closing a stream failed", f,
                                            call_id=self.call_id))
 

@@ -112,3 +112,16 @@ class ClaimTests(SynchronousTestCase):
         self.assertNotIn("/", a)
         self.assertFalse(a.startswith("."))
         self.assertLessEqual(len(safe_filename("x" * 500)), 120)
+
+
+class TrackTests(SynchronousTestCase):
+    def test_idle_waits_for_tracked_cleanups(self) -> None:
+        """A cleanup that starts with a close (a refused call's file) holds idle()."""
+        files = RecordingFiles(self.mktemp(), maybeDeferred, None)
+        cleanup = Deferred()
+        self.assertIs(files.track(cleanup), cleanup)
+        idle = files.idle()
+        self.assertNoResult(idle)
+        cleanup.callback("done")
+        self.successResultOf(idle)
+        self.assertEqual(self.successResultOf(cleanup), "done")  # result passed through
