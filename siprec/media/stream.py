@@ -10,8 +10,8 @@ optional ``audio_sink``.
 
 The common case, a run of same-source G.711 packets each following the
 last, takes a vectorised path: headers are read as one numpy array, the
-whole run is decoded with one table lookup and placed with one timeline
-call. Anything else (reordering, loss, SSRC or payload-type changes,
+whole run is decoded with one table lookup (resampled in one call when
+the leg runs at 16 or 48 kHz) and placed with one timeline call. Anything else (reordering, loss, SSRC or payload-type changes,
 other codecs) goes packet by packet through the same sans-IO parts.
 
 Each packet is decoded by its own payload type, whatever was answered:
