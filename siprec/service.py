@@ -187,7 +187,6 @@ class SiprecService(OrderedMultiService):
             peer_for_dialog=self.peer_for_dialog,
             read_body=split_siprec_body,
         )
-        self.manager.signalling = self.core
         self.udp: Dict[int, _UdpListener] = {}
         self.stream_factories: Dict[str, SipStreamFactory] = {}
         self._build_sip_listeners()

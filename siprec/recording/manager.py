@@ -58,7 +58,6 @@ class RecordingManager:
         self._run_blocking = run_blocking
         self.events = events if events is not None else NoEvents()
         self.transcription = transcription
-        self.signalling = None  # the SipCore, to send BYE (wired by the service)
         self.active: "OrderedDict[str, RecordingSession]" = OrderedDict()
         self.recent: "OrderedDict[str, RecordingSession]" = OrderedDict()
         self._setting_up: Dict[str, RecordingSession] = {}
@@ -199,18 +198,8 @@ class RecordingManager:
         return self.end_session(session, reason)
 
     def end_session(self, session: RecordingSession, reason: str) -> Deferred:
-        """End from our side: BYE to the SRC when there is a dialog, then finalise.
-
-        Fires when the session's files are final. A signalling failure (or a
-        dialog already gone) still ends the session.
-        """
-        if not session.ended and self.signalling is not None and session.dialog is not None:
-            try:
-                self.signalling.terminate(session.dialog, reason)
-            except Exception:
-                log.failure("Sending BYE for {call_id} failed; finalising anyway",
-                            call_id=session.call_id)
-        return session.end(reason)
+        """End from our side (API, RTP timeout, shutdown); fires when the files are final."""
+        return session.hang_up(reason)
 
     # -- RTP inactivity ------------------------------------------------------------
     def check_timeouts(self) -> None:

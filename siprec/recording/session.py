@@ -77,7 +77,7 @@ class RecordingSession:
         self.pause_log = PauseLog(self.clock.seconds, self._pause_changed)
         self.recording_paused = False  # operator pause (API): streams written as silence
         self.transcription_paused = False  # operator pause of transcription only
-        self.dialog = None
+        self._hang_up = None  # BYE to the SRC and close the dialog, once there is one
         self.base_path: Optional[str] = None  # RECORDING_DIR/<Call-ID>, claimed at the first offer
         self.files: Dict[str, str] = {}
         self.dtmf: List[dict] = []
@@ -107,8 +107,23 @@ class RecordingSession:
     def api_paused(self) -> bool:
         return self.recording_paused
 
-    def attach_dialog(self, dialog) -> None:
-        self.dialog = dialog
+    def dialog_established(self, hang_up) -> None:
+        """The SIP core answered: ``hang_up(reason)`` ends the call from our side."""
+        self._hang_up = hang_up
+
+    def hang_up(self, reason: str) -> Deferred:
+        """End from our side: BYE to the SRC when there is a dialog, then finalise.
+
+        A signalling failure (or a dialog already gone) still ends the session;
+        fires when the files are final.
+        """
+        if not self.ended and self._hang_up is not None:
+            try:
+                self._hang_up(reason)
+            except Exception:
+                log.failure("Sending BYE for {call_id} failed; finalising anyway",
+                            call_id=self.call_id)
+        return self.end(reason)
 
     def tolerate(self, note: str) -> None:
         """Log each accepted SRC quirk once per call, for the operator's SBC vendor."""

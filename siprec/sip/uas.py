@@ -76,7 +76,7 @@ class RecordingCall(Protocol):
     def metadata_received(self, metadata: Sequence[bytes]) -> None: ...
     def tolerate(self, note: str) -> None: ...
     def end(self, reason: str) -> Deferred: ...
-    def attach_dialog(self, dialog: Dialog) -> None: ...
+    def dialog_established(self, hang_up: Callable[[str], Deferred]) -> None: ...
 
 
 class CallHandler(Protocol):
@@ -364,7 +364,7 @@ class SipCore:
         setup.dialog = dialog
         self._finish_setup(setup, response)
         self.timers.arm(dialog)
-        session.attach_dialog(dialog)
+        session.dialog_established(lambda reason: self.terminate(dialog, reason))
 
     def _offer_failed(self, failure: Failure, setup: Setup) -> None:
         if setup.done:

@@ -194,8 +194,8 @@ class FakeCall:
         self.ended = True
         return succeed(None)
 
-    def attach_dialog(self, dialog) -> None:
-        self.dialog = dialog
+    def dialog_established(self, hang_up) -> None:
+        self.hang_up = hang_up
 
     def kinds(self) -> List[str]:
         return [e[0] for e in self.events]
@@ -345,7 +345,10 @@ class NewCallTests(CoreTestCase):
         kind, offer, metadata = call.events[0]
         self.assertEqual((kind, len(offer.media), metadata), ("offer", 2, [METADATA]))
         self.assertEqual(self.handler.infos[0]["call_id"], "call-1@src.example")
-        self.assertIs(call.dialog, self.dialog())
+        self.dialog()  # one dialog, up
+        call.hang_up("api")  # what the core gave the session: BYE, dialog closed
+        self.assertEqual([m.method for m in self.take()], ["BYE"])
+        self.assertEqual(self.core.active_dialogs(), [])
 
     def test_slow_answer_gets_100_trying_first(self) -> None:
         """An answer later than 200 ms is preceded by 100 Trying (no To-tag), then the 200."""
