@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 
 log = Logger()
 
-__all__ = ["LegFeed", "CallTranscript", "TranscriptStatus", "MAX_SEGMENTS"]
+__all__ = ["LegFeed", "CallFeeds", "CallTranscript", "TranscriptStatus", "MAX_SEGMENTS"]
 
 #: A hostile or very long call must not grow the transcript without bound.
 MAX_SEGMENTS = 100_000
@@ -162,3 +162,83 @@ class CallTranscript:
 
     def ordered(self) -> List[dict]:
         return sorted(self.segments, key=lambda d: (d.get("start") or 0.0, d.get("leg") or ""))
+
+
+class CallFeeds:
+    """Every leg's feed of one call: started with the leg, closed with it, and
+    waited for (by nobody who writes recordings) when the call is over.
+
+    ``transcription`` is a TranscriptionService (None: STT off);
+    ``participant_for(label)`` names who speaks on a leg, for the engine.
+    """
+
+    def __init__(self, call_id: str, transcription: Any, audio_analysis: bool,
+                 participant_for: Callable[[str], Optional[dict]]) -> None:
+        self.call_id = call_id
+        self.transcription = transcription
+        self.audio_analysis = audio_analysis
+        self.participant_for = participant_for
+        self._closing: List[tuple] = []  # (leg, its feed's close())
+        self._closed: List[LegFeed] = []  # for the talk figures
+
+    @property
+    def wanted(self) -> bool:
+        """Whether streams should deliver decoded audio at all."""
+        return self.transcription is not None or self.audio_analysis
+
+    def start(self, label: str, sample_rate: int, gate: Gate) -> Optional[LegFeed]:
+        """A feed for a leg that starts (or comes back); None when nothing wants audio."""
+        if not self.wanted:
+            return None
+        transcriber = analyzer = None
+        if self.transcription is not None:
+            try:
+                transcriber = self.transcription.router.open_leg(
+                    self.call_id, label, participant=self.participant_for(label),
+                    language=None, sample_rate=sample_rate)
+            except Exception:
+                log.failure("Call {call_id}: could not start transcription of {label}; "
+                            "recording continues", call_id=self.call_id, label=label)
+        if self.audio_analysis:
+            from siprec.media.dsp.pipeline import LegConfig, LegProcessor
+            analyzer = LegProcessor(LegConfig(), name=label)
+        if transcriber is None and analyzer is None:
+            return None
+        return LegFeed(label, transcriber, analyzer, gate)
+
+    def close(self, feed: Optional[LegFeed]) -> None:
+        """The leg's media is closed; its feed finishes on its own time."""
+        if feed is None:
+            return
+        self._closing.append((feed.label, feed.close()))
+        self._closed.append(feed)
+
+    def finished(self) -> Deferred:
+        """Fires, never failing, with each closed leg's outcome once all are out
+        ({} when nothing was transcribed)."""
+        closing = list(self._closing)
+        labels = [label for label, _ in closing]
+        d = DeferredList([d for _, d in closing], consumeErrors=True)
+
+        def outcomes(results) -> Dict[str, Optional[str]]:
+            out: Dict[str, Optional[str]] = {}
+            for label, (ok, value) in zip(labels, results):
+                if out.get(label) != TranscriptStatus.FAILED:  # a leg failed once stays failed
+                    out[label] = value if ok else TranscriptStatus.FAILED
+            return out
+
+        return d.addCallback(outcomes)
+
+    def analysis_view(self, open_feeds: List[LegFeed]) -> Optional[dict]:
+        """Talk figures per leg and the overtalk of the first two legs (VAD on the
+        noise-reduced analysis copy; AUDIO_ANALYSIS_ENABLED)."""
+        feeds = [f for f in self._closed + open_feeds if f.analyzer is not None]
+        if not feeds:
+            return None
+        out: dict = {"legs": {feed.label: feed.talk_figures() for feed in feeds}}
+        if len(feeds) >= 2:
+            from siprec.media.dsp.vad import overlap_samples
+            a, b = feeds[0].segments, feeds[1].segments
+            if a and b and a[0].sample_rate == b[0].sample_rate:
+                out["overtalk_seconds"] = round(overlap_samples(a, b) / a[0].sample_rate, 3)
+        return out

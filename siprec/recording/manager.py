@@ -21,7 +21,6 @@ from siprec.recording.context import NoEvents, RecordingSettings, SessionContext
 from siprec.recording.files import RecordingFiles
 from siprec.recording.record import stream_stats
 from siprec.recording.session import RecordingSession
-from siprec.recording.state import SessionState
 from siprec.recording.streams import aggregate_stats
 from siprec.sip.errors import CallRejected
 

@@ -27,7 +27,7 @@ from siprec.media.spec import StreamSpec
 from siprec.recording import record
 from siprec.recording.channels import ChannelOrder, combine_inputs
 from siprec.recording.context import SessionContext
-from siprec.recording.feed import CallTranscript, LegFeed, TranscriptStatus
+from siprec.recording.feed import CallFeeds, CallTranscript, TranscriptStatus
 from siprec.recording.files import safe_filename
 from siprec.recording.metadata import MetadataError, RecordingMetadata, parse_metadata
 from siprec.recording.negotiation import SrtpChoice, negotiate_srtp, require_media, sticky_codec
@@ -91,8 +91,9 @@ class RecordingSession:
         self._ending: Optional[Deferred] = None
         self._api_resumed_at: Optional[float] = None
         self.transcribed: Deferred = Deferred()  # transcription finished, its files on disk
-        self._feeds_closing: List[Tuple[str, Deferred]] = []  # (leg, its feed's close())
-        self._feeds_done: List[LegFeed] = []  # feeds of closed legs, for the talk figures
+        self.feeds = CallFeeds(call_id, context.transcription, context.settings.audio_analysis,
+                               lambda label: record.participant_brief(
+                                   self.metadata.participant_for_label(label)))
 
     # -- identity ----------------------------------------------------------------
     @property
@@ -330,7 +331,7 @@ class RecordingSession:
         )
         try:
             handle = self.ctx.media.open_stream(spec, self._media_event, self.created,
-                                                deliver_audio=self._wants_audio())
+                                                deliver_audio=self.feeds.wanted)
         except Exception as e:  # ports exhausted, bind failure
             log.error("Call {call_id}: cannot open stream {label}: {error}", call_id=self.call_id,
                       label=slot.label, error=e)
@@ -639,33 +640,12 @@ class RecordingSession:
             self.channels.settle(self.slots, self.metadata.ordered_labels())
 
     # -- the analysis path (transcription, talk analysis) ---------------------------
-    def _wants_audio(self) -> bool:
-        return self.ctx.transcription is not None or self.ctx.settings.audio_analysis
-
     def _start_feed(self, slot: StreamSlot) -> None:
         """Hand this leg's decoded audio to the analysis path (never the archive)."""
-        if slot.feed is not None or not self._wants_audio():
-            return
-        transcriber = analyzer = None
-        stt = self.ctx.transcription
-        if stt is not None:
-            participant = record.participant_brief(
-                self.metadata.participant_for_label(slot.label))
-            try:
-                transcriber = stt.router.open_leg(
-                    self.call_id, slot.label, participant=participant, language=None,
-                    sample_rate=self._leg_rate(slot))
-            except Exception:
-                log.failure("Call {call_id}: could not start transcription of {label}; "
-                            "recording continues", call_id=self.call_id, label=slot.label)
-        if self.ctx.settings.audio_analysis:
-            from siprec.media.dsp.pipeline import LegConfig, LegProcessor
-            analyzer = LegProcessor(LegConfig(), name=slot.label)
-        if transcriber is not None or analyzer is not None:
-            slot.feed = LegFeed(slot.label, transcriber, analyzer, lambda: self._gate(slot))
-
-    def _gate(self, slot: StreamSlot) -> Tuple[bool, bool]:
-        return self.recording_paused or slot.paused_by_sdp, self.transcription_paused
+        if slot.feed is None:
+            slot.feed = self.feeds.start(slot.label, self._leg_rate(slot),
+                                         lambda: (self.recording_paused or slot.paused_by_sdp,
+                                                  self.transcription_paused))
 
     def _leg_rate(self, slot: StreamSlot) -> int:
         if slot.media is not None:
@@ -675,29 +655,16 @@ class RecordingSession:
         return 8000
 
     def _close_feed(self, slot: StreamSlot) -> None:
-        """The leg's media is closed; its feed finishes on its own time (a re-offer
-        of the leg starts a new one)."""
+        """The leg's media is closed; a re-offer of the leg starts a new feed."""
         feed, slot.feed = slot.feed, None
-        if feed is None:
-            return
-        self._feeds_closing.append((slot.label, feed.close()))
-        self._feeds_done.append(feed)
+        self.feeds.close(feed)
 
     def _await_transcription(self, was_active: bool) -> None:
         """After the files are final: wait for the feeds, then write the transcript."""
-        closing = list(self._feeds_closing)
-        if not closing:
-            self.transcribed.callback(None)
-            return
-        labels = [label for label, _ in closing]
-        d = DeferredList([d for _, d in closing], consumeErrors=True)
 
-        def finished(results):
-            outcomes: Dict[str, Optional[str]] = {}
-            for label, (ok, value) in zip(labels, results):
-                outcome = value if ok else TranscriptStatus.FAILED
-                if outcomes.get(label) != TranscriptStatus.FAILED:
-                    outcomes[label] = outcome
+        def finished(outcomes):
+            if not outcomes:
+                return None
             status = self.transcript.finished(outcomes)
             if not was_active:
                 return None
@@ -706,25 +673,13 @@ class RecordingSession:
             self._emit("call_updated", "transcription")
             return DeferredList([self.write_transcript(), self.write_record()])
 
-        d.addCallback(finished)
+        d = self.feeds.finished().addCallback(finished)
         d.addErrback(lambda f: log.failure("Call {call_id}: finishing transcription failed", f,
                                            call_id=self.call_id))
         d.addBoth(lambda _: self.transcribed.callback(None))
 
     def analysis_view(self) -> Optional[dict]:
-        """Talk figures per leg and the overtalk of the first two legs (VAD on the
-        noise-reduced analysis copy; AUDIO_ANALYSIS_ENABLED)."""
-        feeds = [f for f in self._feeds_done + [s.feed for s in self.slots.values() if s.feed]
-                 if f.analyzer is not None]
-        if not feeds:
-            return None
-        out: dict = {"legs": {feed.label: feed.talk_figures() for feed in feeds}}
-        if len(feeds) >= 2:
-            from siprec.media.dsp.vad import overlap_samples
-            a, b = feeds[0].segments, feeds[1].segments
-            if a and b and a[0].sample_rate == b[0].sample_rate:
-                out["overtalk_seconds"] = round(overlap_samples(a, b) / a[0].sample_rate, 3)
-        return out
+        return self.feeds.analysis_view([s.feed for s in self.slots.values() if s.feed])
 
     def transcript_received(self, result) -> None:
         """A live (or post-call) result from the STT router for one of our legs."""
