@@ -127,7 +127,7 @@ def run_receiver(mode: str, streams: int, rate: int, seconds: float, profile: st
                 call_id=f"bench{i // 2}", label=str(i % 2), index=i % 2, formats=(pcma,),
                 wav_path=os.path.join(tmp, f"bench{i}.wav"),
             )
-            stream = service.open_stream(spec, None, reactor.seconds())
+            stream = service.bind_stream(spec, None, reactor.seconds())
             grow_buffer(stream.transport)
             protocols.append(stream)
             ports.append(stream.port)

@@ -28,7 +28,7 @@ COUNTERS = ("packets", "bytes", "lost", "duplicates", "late_dropped", "gaps_fill
             "paused_packets", "telephone_events", "dtmf_digits", "comfort_noise",
             "unknown_payload_type", "undecodable", "decode_errors", "flush_errors",
             "sink_errors", "rtcp_packets", "rtcp_reports", "rtcp_errors", "source_changes",
-            "other_codec_packets", "resampled_packets")
+            "other_codec_packets", "resampled_packets", "clock_switches", "resume_gap_samples")
 
 
 @dataclass
@@ -168,6 +168,14 @@ def aggregate_stats(pieces: Sequence[dict]) -> dict:
         values = [p.get(key) for p in pieces if isinstance(p.get(key), (int, float))]
         if values:
             total[key] = sum(values)
+    by_codec: Dict[str, int] = {}
+    for piece in pieces:
+        for codec, count in (piece.get("packets_by_codec") or {}).items():
+            by_codec[codec] = by_codec.get(codec, 0) + count
+    if by_codec:
+        total["packets_by_codec"] = by_codec
+    total["tolerances"] = list(dict.fromkeys(
+        note for piece in pieces for note in (piece.get("tolerances") or ())))
     total["start_offset_samples"] = next(
         (p["start_offset_samples"] for p in pieces if p.get("start_offset_samples") is not None),
         None)

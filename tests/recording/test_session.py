@@ -68,7 +68,7 @@ class FakeStream:
         return {"packets": self.packets, "bytes": self.packets * 172,
                 "last_packet_at": self.last_packet_at,
                 "start_offset_samples": self.start_offset_samples,
-                "channels": self.channels, "paused": self.paused,
+                "channels": self.channels, "sample_rate": 8000, "paused": self.paused,
                 "late_dropped": 0, "bad_packets": 0, "foreign_packets": 0,
                 "overflow_dropped": 0}
 
