@@ -15,6 +15,7 @@ constructors stay pure and need no clock.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import uuid
@@ -86,12 +87,13 @@ class CallRef:
             return call
         if isinstance(call, Mapping):
             session_id = call.get("session_id", call.get("id"))
-            return cls(session_id, call.get("call_id"))  # type: ignore[arg-type]
+            return cls(_fit(session_id, MAX_ID, "session id"),
+                       _fit(call.get("call_id"), MAX_ID, "call_id"))
         session_id = getattr(call, "id", None)
         call_id = getattr(call, "call_id", None)
         if session_id is None and call_id is None:
             raise EventError(f"cannot tell which call {type(call).__name__} is")
-        return cls(session_id, call_id)  # type: ignore[arg-type]
+        return cls(_fit(session_id, MAX_ID, "session id"), _fit(call_id, MAX_ID, "call_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,10 +340,31 @@ def _parse_time(value: Any) -> Optional[float]:
     return moment.replace(tzinfo=timezone.utc).timestamp()
 
 
+def _fit(value: Any, limit: int, name: str = "value") -> str:
+    """What an SRC sent (a label, a name, a Call-ID) fitted into the schema's bounds.
+
+    Building an event from a live call never fails on odd text: too long is
+    cut (with a digest of the whole, so distinct values stay distinct) and
+    empty becomes "-". A value that is not text at all is our own bug and
+    still raises; parsing received events stays strict.
+    """
+    if not isinstance(value, str):
+        raise EventError(f"{name} must be a string, not {type(value).__name__}")
+    text = value
+    if not text:
+        return "-"
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{text[:limit - 13]}~{digest}"
+
+
 def _event(type_: str, call: Any, data: Mapping[str, Any], *, leg: Optional[str] = None,
            participant: Optional[Mapping[str, Any]] = None,
            at: Optional[float] = None) -> Event:
     ref = CallRef.of(call)
+    if leg is not None:
+        leg = _fit(leg, MAX_LABEL, "leg")
     if at is not None and not _finite(at):
         raise EventError("at must be a finite number of seconds")
     return Event(type=type_, session_id=ref.session_id, call_id=ref.call_id,
@@ -353,8 +376,10 @@ def _transcript(type_: str, call: Any, leg: Optional[str], text: str, start: flo
                 segment_id: str, participant: Optional[Mapping[str, Any]],
                 confidence: Optional[float], language: Optional[str], provider: Optional[str],
                 words: Iterable[Mapping[str, Any]], at: Optional[float]) -> Event:
-    _check_text("text", text, MAX_TEXT, empty_ok=True)
-    _check_text("segment_id", segment_id, 128)
+    if not isinstance(text, str):
+        raise EventError(f"text must be a string, not {type(text).__name__}")
+    text = text[:MAX_TEXT]
+    segment_id = _fit(segment_id, 128, "segment_id")
     start, end = _seconds("start", start), _seconds("end", end)
     if end < start:
         raise EventError(f"end {end} is before start {start}")
@@ -399,8 +424,7 @@ def _summary(call: Any) -> Mapping[str, Any]:
 def _stream_brief(stream: Any) -> dict:
     if not isinstance(stream, Mapping):
         raise EventError("a stream is an object (an entry of summary()['streams'])")
-    label = stream.get("label")
-    _check_text("stream label", label, MAX_LABEL)
+    label = _fit(stream.get("label"), MAX_LABEL, "stream label")
     return {"label": label, "codec": stream.get("codec"), "direction": stream.get("direction"),
             "channel": stream.get("channel"), "state": stream.get("state"),
             "participant": _participant(stream.get("participant"))}
@@ -416,8 +440,8 @@ def _participant(value: Optional[Mapping[str, Any]]) -> Optional[dict]:
     for key in ("id", "aor", "name"):
         item = value.get(key, value.get("participant_id") if key == "id" else None)
         if item is not None:
-            _check_text(f"participant {key}", item, 1024, empty_ok=True)
-            out[key] = item
+            out[key] = item if isinstance(item, str) and len(item) <= 1024 else \
+                _fit(item, 1024, f"participant {key}")
     return out
 
 

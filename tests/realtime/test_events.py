@@ -111,7 +111,7 @@ class ValidationTests(SynchronousTestCase):
         cases = [
             lambda: Event(type="call.exploded", session_id="s", call_id="c", data={}),
             lambda: Event(type="dtmf", session_id="", call_id="c", data={}),
-            lambda: Event(type="dtmf", session_id="s", call_id="c" * 513, data={}),
+            lambda: Event(type="dtmf", session_id="s", call_id="c" * 513, data={}),  # parsing is strict
             lambda: Event(type="dtmf", session_id="s", call_id="c", data=[]),
             lambda: Event(type="dtmf", session_id="s", call_id="c", data={}, seq=-1),
             lambda: Event(type="dtmf", session_id="s", call_id="c", data={}, time=math.nan),
@@ -120,8 +120,6 @@ class ValidationTests(SynchronousTestCase):
             lambda: events.dtmf(SUMMARY, leg="l", digit="5", start=-1),
             lambda: events.dtmf(SUMMARY, leg="l", digit="5", start=0, source="fax"),
             lambda: events.transcript_final(SUMMARY, leg="l", text="t", start=2, end=1,
-                                            segment_id="s"),
-            lambda: events.transcript_final(SUMMARY, leg="l", text="t" * 70_000, start=0, end=1,
                                             segment_id="s"),
             lambda: events.transcript_final(SUMMARY, leg="l", text="t", start=0, end=1,
                                             segment_id="s", confidence=1.5),
@@ -191,3 +189,21 @@ class JsonTests(SynchronousTestCase):
         except EventError:
             return
         Event.from_json(event.stamped(1, 0).to_json())
+
+
+class FittingTests(SynchronousTestCase):
+    """What an SRC sends never stops an event from being built: odd text is fitted."""
+
+    def test_long_and_empty_values_are_fitted(self):
+        long_call = {"id": "s1", "call_id": "c" * 2000, "state": "active", "streams": []}
+        event = events.stream_started(long_call, {"label": "l" * 1000, "codec": "PCMU/8000",
+                                                  "participant": {"aor": "a" * 5000, "name": ""}})
+        self.assertLessEqual(len(event.call_id), events.MAX_ID)
+        self.assertLessEqual(len(event.data["label"]), events.MAX_LABEL)
+        self.assertLessEqual(len(event.data["participant"]["aor"]), 1024)
+        other = events.stream_started(long_call, {"label": "l" * 999 + "x"})
+        self.assertNotEqual(other.data["label"], event.data["label"])
+        final = events.transcript_final(long_call, leg="", text="t" * 70_000, start=0, end=1,
+                                        segment_id="s" * 500)
+        self.assertEqual((final.leg, len(final.data["text"])), ("-", events.MAX_TEXT))
+        self.assertEqual(Event.from_json(final.to_json()).call_id, final.call_id)
