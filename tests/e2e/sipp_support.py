@@ -183,10 +183,24 @@ def stream_port(service, label: str) -> Optional[Tuple[object, int]]:
     return None
 
 
+def _live_port(session, label: str) -> Optional[int]:
+    """The port the stream ``label`` is answered on now; None while it is removed."""
+    for stream in session.summary()["streams"]:
+        if stream["label"] == label and stream["state"] != "closed" and stream["port"]:
+            return stream["port"]
+    return None
+
+
 class LegFeeder(protocol.DatagramProtocol):
     """Sends ``octets`` (G.711 of ``payload_type``) to the port the server
-    answered for ``label``, 20 ms a packet, from the moment the stream shows
-    up until the session stops being active or the audio runs out."""
+    answers for ``label``, 20 ms a packet, from the moment the stream shows
+    up until the session stops being active or the audio runs out.
+
+    Like a real SRC it follows the stream: silent while the stream is
+    removed, on the new port once it is offered again, with its RTP
+    timestamps counting the silence. ``spurts`` lists (first packet,
+    packets) of each run sent.
+    """
 
     def __init__(self, service, label: str, octets: np.ndarray, payload_type: int,
                  loop_audio: bool = True):
@@ -198,6 +212,7 @@ class LegFeeder(protocol.DatagramProtocol):
         self.session = None
         self.target: Optional[Tuple[str, int]] = None
         self.sent = 0
+        self.spurts: List[List[int]] = []
         self.seq = random.randrange(1 << 16)
         self.timestamp = random.randrange(1 << 32)
         self.ssrc = random.randrange(1 << 32)
@@ -221,13 +236,20 @@ class LegFeeder(protocol.DatagramProtocol):
     def _tick(self, count: int) -> None:
         if self.session is None:
             found = stream_port(self.service, self.label)
-            if found is not None:
-                self.session, port = found
-                self.target = ("127.0.0.1", port)
-            return
+            if found is None:
+                return
+            self.session = found[0]
         if self.session.state != "active":
             self.loop.stop()
             return
+        port = _live_port(self.session, self.label)
+        if port is None:  # removed: silence, but time goes on
+            self.timestamp = (self.timestamp + max(1, count) * FRAME) & 0xFFFFFFFF
+            self.target = None
+            return
+        if self.target is None:
+            self.spurts.append([self.sent, 0])
+        self.target = ("127.0.0.1", port)
         for _ in range(max(1, count)):  # catch up when the reactor was late
             start = self.sent * FRAME
             if not self.loop_audio and start >= len(self.audio):
@@ -235,11 +257,13 @@ class LegFeeder(protocol.DatagramProtocol):
                 return
             start %= len(self.audio)
             payload = self.audio[start:start + FRAME].tobytes()
-            header = bytes([0x80, (0x80 if self.sent == 0 else 0) | self.payload_type]) + \
+            first = not self.spurts[-1][1]
+            header = bytes([0x80, (0x80 if first else 0) | self.payload_type]) + \
                 self.seq.to_bytes(2, "big") + self.timestamp.to_bytes(4, "big") + \
                 self.ssrc.to_bytes(4, "big")
             self.transport.write(header + payload, self.target)
             self.sent += 1
+            self.spurts[-1][1] += 1
             self.seq = (self.seq + 1) & 0xFFFF
             self.timestamp = (self.timestamp + FRAME) & 0xFFFFFFFF
 

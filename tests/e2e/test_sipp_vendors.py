@@ -17,8 +17,8 @@ from twisted.internet import defer
 from tests.e2e.harness import dominant_frequency, read_wav, start_server, wait_for
 from tests.e2e.sipp_support import (
     DECODE, ENCODE, FRAME, PCMA, PCMU, RATE, TONE_RMS, LogCapture, SippTestCase, aligned_snr,
-    alaw_decode, alaw_encode, exact_fraction, find_sipp, frame_rms, inner_silence, iso_seconds,
-    LegFeeder, api_get, live_detail, run_scenario, tone, write_audio_file,
+    alaw_decode, alaw_encode, ulaw_decode, ulaw_encode, exact_fraction, find_sipp, frame_rms, inner_silence, iso_seconds,
+    LegFeeder, api_get, find_sequence, live_detail, run_scenario, tone, write_audio_file,
 )
 
 
@@ -385,3 +385,79 @@ class MetaswitchTests(SippTestCase):
         rate, channels, leg = read_wav(path)
         self.assertEqual((rate, channels), (RATE, 1))
         self.assertPlayed(leg[:, 0], np.tile(alaw_decode(sent), 2), "leg (A-law)")
+
+
+class StreamReaddedTests(SippTestCase):
+    """A label dropped (port 0) and offered again (stream_readded.xml)."""
+
+    TALK1, PARKED, TALK2 = 1.2, 1.0, 1.2
+
+    @defer.inlineCallbacks
+    def test_readded_label_continues_its_file(self):
+        """A re-INVITE drops label 2 (port 0), a later one offers it again: the leg goes
+        on in the same <Call-ID>_2.wav and combined channel, the time between as
+        silence, both spurts sample for sample; no second file for the label."""
+        sipp = yield find_sipp(self)
+        logs = LogCapture().install(self)
+        service = start_server(self)
+        workdir = self.mktemp()
+        os.makedirs(workdir)
+        first = ulaw_encode(tone(700, 1.0))
+        write_audio_file(workdir, "park_leg.ulaw", first)
+        second = ulaw_encode(tone(1000, 1.0))
+        feeder = LegFeeder(service, "2", second, PCMU)
+        feeder.start(self)
+        running = run_scenario(sipp, "stream_readded.xml", service.config.ports[0], workdir,
+                               variables={"talk1": int(self.TALK1 * 1000), "parked": int(self.PARKED * 1000),
+                                          "talk2": int(self.TALK2 * 1000)})
+        live = yield live_detail(service)
+        run = yield running
+        self.assertSippPassed(run)
+        session, record = yield self.ended(service, live["call_id"])
+        call_id = live["call_id"]
+
+        # one stream per label, the parked one still on channel 1, one file each
+        self.assertEqual([(s["label"], s["channel"]) for s in live["streams"]], [("1", 0), ("2", 1)])
+        self.assertEqual([(s["label"], s["channel"]) for s in record["streams"]], [("1", 0), ("2", 1)])
+        wavs = sorted(os.path.basename(p) for p in glob.glob(
+            os.path.join(service.config.recording_dir, "*.wav")))
+        self.assertEqual(wavs, [f"{call_id}.wav", f"{call_id}_1.wav", f"{call_id}_2.wav"])
+        answer, again = run.logged("answer"), run.logged("readded")
+        parked = record["streams"][1]
+        self.assertEqual(parked["port"], int(again["port1"]))  # answered anew, on a port of its own
+        self.assertEqual((record["streams"][0]["port"], int(again["port0"])), (int(answer["port0"]),) * 2)
+        self.assertEqual(record["end_reason"], "bye")
+
+        # label 2: the first spurt, the parked time as silence, the second spurt, exactly
+        self.assertEqual(len(feeder.spurts), 2, feeder.spurts)  # before the park, after the retrieve
+        self.assertEqual(parked["stats"]["continued"], True)
+        self.assertEqual(parked["packets"], feeder.sent)
+        rate, channels, leg = read_wav(record["files"]["2"])
+        self.assertEqual((rate, channels), (RATE, 1))
+        leg = leg[:, 0]
+        audio = np.resize(ulaw_decode(second), feeder.sent * FRAME)
+        (first_at, n1), (second_at, n2) = feeder.spurts
+        spurt1 = audio[first_at * FRAME:(first_at + n1) * FRAME]
+        spurt2 = audio[second_at * FRAME:(second_at + n2) * FRAME]
+        offset = self.assertPlayed(leg, spurt1, "label 2 before the park", rest_silent=False)
+        gap_start = offset + len(spurt1)
+        resumed = find_sequence(leg[gap_start:], spurt2, len(leg))
+        self.assertIsNotNone(resumed, "label 2 after the retrieve is not in its file")
+        self.assertFalse(np.any(leg[gap_start:gap_start + resumed]), "sound while parked")
+        self.assertEqual(resumed, parked["stats"]["resume_gap_samples"])
+        self.assertClose(resumed / RATE, self.PARKED, 0.25, "silence while parked (s)")
+        self.assertPlayed(leg[gap_start + resumed:], spurt2, "label 2 after the retrieve")
+
+        # label 1, SIPp's, went on throughout
+        rate, channels, leg1 = read_wav(record["files"]["1"])
+        leg1 = leg1[:, 0]
+        self.assertClose(len(leg1) / RATE, self.TALK1 + self.PARKED + self.TALK2, 0.3, "label 1 length (s)")
+        self.assertEqual(inner_silence(leg1), (0.0, 0.0))
+        self.assertGreaterEqual(exact_fraction(leg1, ulaw_decode(first), RATE // 100), 0.95,
+                                "label 1 samples differ from the mu-law SIPp sent")
+
+        # the combined file: the parked leg on its channel as in its own file
+        rate, channels, combined = read_wav(record["files"]["combined"])
+        self.assertEqual((rate, channels), (RATE, 2))
+        self.assertPlayed(combined[:, 1], leg[offset:], "combined channel 1", rest_silent=False,
+                          within=RATE // 2)
