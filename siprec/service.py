@@ -357,7 +357,7 @@ class SiprecService(OrderedMultiService):
                 endpoint = endpoints.TCP4ClientEndpoint(self.reactor, target[0], target[1])
             return OutboundStreamPeer(endpoint, factory, target)
         listener = self.udp.get(peer.local[1])
-        port_transport = listener.port if listener is not None else peer._port
+        port_transport = listener.port if listener is not None else peer.port
         return UdpPeer(port_transport, target or peer.remote, peer.local)
 
     # -- health and metrics ---------------------------------------------------

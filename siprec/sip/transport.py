@@ -35,6 +35,11 @@ class UdpPeer:
         self.remote = remote
         self.local = local
 
+    @property
+    def port(self):
+        """The listening port (transport) this peer's datagrams go out of."""
+        return self._port
+
     def send(self, data: bytes) -> None:
         self._port.write(data, self.remote)
 

@@ -170,6 +170,11 @@ class SttRouter:
 
     # -- legs ----------------------------------------------------------------
 
+    def defer_to(self, deferrer: Deferrer | None) -> None:
+        """Where legs that no provider can take live are spooled: the post-call
+        queue, which is built on this router and so can only be given afterwards."""
+        self._deferrer = deferrer
+
     def open_leg(
         self,
         call_id: str,

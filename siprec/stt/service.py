@@ -91,7 +91,7 @@ class TranscriptionService(Service):
             )
             deferrer = make_deferrer(self.queue, os.path.join(config.recording_dir, "stt-spool"),
                                      reactor, threadpool)
-        self.router._deferrer = deferrer
+        self.router.defer_to(deferrer)
 
     def startService(self) -> Deferred:
         super().startService()
