@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import wave
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import numpy as np
 from twisted.internet import defer, reactor
@@ -15,7 +15,7 @@ from siprec.service import SiprecService
 from tests.netutil import free_port, free_ports  # noqa: F401 (re-exported for tests)
 
 __all__ = ["free_port", "start_server", "read_wav", "dominant_frequency", "TEST_CERT",
-           "TracebackWatch", "wait_for"]
+           "TracebackWatch", "wait_for", "packets_arrived", "frames"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEST_CERT = os.path.join(HERE, "fixtures", "server.pem")
@@ -137,6 +137,21 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "th
 
     check()
     return d
+
+
+def packets_arrived(session, counts: Dict[str, int]) -> Callable[[], bool]:
+    """A wait_for predicate: each listed stream label has received at least its
+    number of RTP packets (what an SRC sent before it goes on to the next step)."""
+    def check() -> bool:
+        got = {s["label"]: s["packets"] for s in session.summary()["streams"]}
+        return all(got.get(label, 0) >= n for label, n in counts.items())
+    return check
+
+
+def frames(signal, ptime: float = 0.02, rate: int = 8000) -> int:
+    """RTP packets SrcClient.send_audio makes of ``signal``."""
+    per_packet = int(rate * ptime)
+    return -(-len(signal) // per_packet)
 
 
 def _sleep(seconds: float) -> defer.Deferred:

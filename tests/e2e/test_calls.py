@@ -10,7 +10,8 @@ from twisted.internet import defer, reactor, ssl
 from twisted.trial.unittest import TestCase
 
 from siprec.testing.src import SrcClient, StreamOffer, tone
-from tests.e2e.harness import TEST_CERT, _sleep, dominant_frequency, read_wav, start_server
+from tests.e2e.harness import (TEST_CERT, dominant_frequency, frames, packets_arrived, read_wav,
+                               start_server, wait_for)
 
 SECONDS = 1.0
 
@@ -49,11 +50,13 @@ class TwoLegCallMixin:
         self.assertIn("+sip.srs", call.final.headers.get("Contact"))
         self.assertEqual(call.final.headers.get("Content-Type"), "application/sdp")
         self.assertEqual(len(call.answer.media), 2)
-        yield client.send_audio(call, {"leg0": tone(440, SECONDS), "leg1": tone(1000, SECONDS)})
-        yield _sleep(0.3)
+        signals = {"leg0": tone(440, SECONDS), "leg1": tone(1000, SECONDS)}
+        yield client.send_audio(call, signals)
+        session = service.manager.get(call.call_id)
+        yield wait_for(packets_arrived(session, {k: frames(v) for k, v in signals.items()}), 5,
+                       "every RTP packet sent to reach the server before the BYE")
         response = yield client.bye(call)
         self.assertEqual(response.status, 200)
-        session = service.manager.get(call.call_id)
         yield session.end("bye")  # already ending: wait for finalisation
 
         rec = service.config.recording_dir

@@ -9,7 +9,7 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
 from siprec.testing.src import SrcClient, StreamOffer, tone
-from tests.e2e.harness import _sleep, dominant_frequency, read_wav, start_server
+from tests.e2e.harness import dominant_frequency, frames, packets_arrived, read_wav, start_server, wait_for
 
 
 class SrtpCallTests(TestCase):
@@ -35,10 +35,12 @@ class SrtpCallTests(TestCase):
         for media in call.answer.media:
             self.assertEqual(media.proto, "RTP/SAVP")
             self.assertTrue(media.crypto and "AES_CM_128_HMAC_SHA1_80" in media.crypto[0])
-        yield client.send_audio(call, {"leg0": tone(440, 0.6), "leg1": tone(1000, 0.6)})
-        yield _sleep(0.3)
-        yield client.bye(call)
+        signals = {"leg0": tone(440, 0.6), "leg1": tone(1000, 0.6)}
+        yield client.send_audio(call, signals)
         session = service.manager.get(call.call_id)
+        yield wait_for(packets_arrived(session, {k: frames(v) for k, v in signals.items()}), 5,
+                       "every SRTP packet sent to reach the server before the BYE")
+        yield client.bye(call)
         yield session.end("test")
         base = os.path.join(service.config.recording_dir, call.call_id)
         for label, freq in (("leg0", 440), ("leg1", 1000)):
@@ -72,8 +74,10 @@ class DtmfAndQualityTests(TestCase):
         yield client.send_dtmf(call, "leg0", "5")
         yield client.send_dtmf(call, "leg0", "#")
         yield client.send_audio(call, {"leg0": tone(440, 0.4), "leg1": tone(1000, 0.4)})
-        yield _sleep(0.4)
         session = service.manager.get(call.call_id)
+        yield wait_for(lambda: len(session.detail()["dtmf"]) >= 2
+                       and packets_arrived(session, {"leg0": 40, "leg1": 40})(), 5,
+                       "both digits and all the audio to arrive")
         detail = session.detail()
         self.assertEqual([d["digit"] for d in detail["dtmf"]], ["5", "#"])
         self.assertEqual({d["leg"] for d in detail["dtmf"]}, {"leg0"})
@@ -129,7 +133,8 @@ class AudioAnalysisTests(TestCase):
         yield client.bye(call)
         session = service.manager.get(call.call_id)
         yield session.end("test")
-        yield _sleep(0.1)
+        yield wait_for(lambda: analytics and session.detail()["analysis"], 5,
+                       "the analysis figures and their analytics event")
         analysis = session.detail()["analysis"]
         self.assertLessEqual(abs(analysis["legs"]["leg0"]["talk_seconds"] - d1), 0.3 * d1, (analysis, d1))
         self.assertLessEqual(abs(analysis["legs"]["leg1"]["talk_seconds"] - d2), 0.3 * d2, (analysis, d2))

@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from siprec.testing.src import SrcClient, StreamOffer, tone
-from tests.e2e.harness import _sleep, read_wav, start_server
+from tests.e2e.harness import _sleep, packets_arrived, read_wav, start_server, wait_for
 from tests.realtime.rabbit import URL, Consumer, require_rabbitmq
 from tests.realtime.test_websocket import Client
 from tests.security import tokens
@@ -87,21 +87,30 @@ class RealtimeCallTests(TestCase):
 
         # the SRC keeps sending while the operator pauses: 1 s audio, 1 s paused, 1 s audio
         sending = self.client.send_audio(call, {"leg0": tone(440, 3.0), "leg1": tone(1000, 3.0)})
-        yield _sleep(1.0)
+        yield wait_for(packets_arrived(session, {"leg0": 50, "leg1": 50}), 5, "1 s of audio")
         response = yield self.post(f"/api/pause/{session.id}", "operator")
         self.assertEqual(response.code, 200)
         yield response.content()
+        # real time on purpose: the pause's length is what the WAV is checked for
         yield _sleep(1.0)
         response = yield self.post(f"/api/resume/{session.id}", "operator")
         self.assertEqual(response.code, 200)
         yield response.content()
         yield sending
         yield self.client.send_dtmf(call, "leg0", "7")
-        yield _sleep(0.3)
+        yield wait_for(lambda: session.detail()["dtmf"], 5, "the digit to be detected")
         yield self.client.bye(call)
         yield session.end("test")
-        yield _sleep(0.5)
 
+        def events(kind):
+            return [m for m in ws.received if m.get("type") == kind]
+
+        def queued(kind):
+            return [body for _, _, body in self.consumer.messages.pending
+                    if json.loads(body)["type"] == kind]
+
+        yield wait_for(lambda: events("call.ended") and queued("call.ended"), 5,
+                       "call.ended on /ws and on RabbitMQ")
         seen = [m["type"] for m in ws.received if m.get("schema") == "siprec.event/1"]
         for kind in ("call.started", "stream.started", "recording.paused", "recording.resumed",
                      "dtmf", "stream.stopped", "call.ended"):

@@ -12,9 +12,9 @@ from twisted.web.client import HTTPConnectionPool
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
-from siprec.sip.message import Request, parse_message
 from siprec.testing.src import SrcClient, StreamOffer, metadata_xml, multipart_body, sdp_offer, tone
-from tests.e2e.harness import _sleep, dominant_frequency, read_wav, start_server
+from tests.e2e.harness import (_sleep, dominant_frequency, frames, packets_arrived, read_wav,
+                               start_server, wait_for)
 
 
 def assert_close(test, actual, expected, delta):
@@ -56,8 +56,11 @@ class CallLifecycleTests(TestCase):
         self.assertEqual(call.final.status, 200)
         self.client.send_raw(call.invite_bytes)
         self.client.send_raw(call.invite_bytes)
-        yield _sleep(0.3)
-        oks = [r for r in call.responses if r.status == 200 and r.cseq.method == "INVITE"]
+
+        def oks():
+            return [r for r in call.responses if r.status == 200 and r.cseq.method == "INVITE"]
+        yield wait_for(lambda: len(oks()) >= 3, 5, "an answer to each retransmission")
+        oks = oks()
         self.assertEqual(len(oks), 3)
         self.assertEqual({r.body for r in oks}, {oks[0].body})
         self.assertEqual({r.to.tag for r in oks}, {call.to_tag})
@@ -76,12 +79,15 @@ class CallLifecycleTests(TestCase):
         response = yield self.client.reinvite(call, {"leg0": "inactive", "leg1": "inactive"})
         self.assertEqual(response.status, 200)
         self.assertIn(b"a=inactive", response.body)
+        # real time on purpose: the pause's length is what the WAV is checked for
         yield _sleep(1.5)
         response = yield self.client.reinvite(call, {"leg0": "sendonly", "leg1": "sendonly"})
         self.assertEqual(response.status, 200)
         self.assertIn(b"a=recvonly", response.body)
         yield self.client.send_audio(call, signals)
-        yield _sleep(0.2)
+        session = self.service.manager.get(call.call_id)
+        yield wait_for(packets_arrived(session, {k: 2 * frames(v) for k, v in signals.items()}), 5,
+                       "every RTP packet sent to reach the server before the BYE")
         yield self.client.bye(call)
         yield self.finished(call)
 
@@ -127,7 +133,8 @@ class CallLifecycleTests(TestCase):
         response = yield self.api(f"/api/sessions/{item['id']}", "DELETE")
         self.assertIn(response.code, (200, 202))
         yield response.content()
-        yield _sleep(0.3)
+        yield wait_for(lambda: [r for r in call.requests if r.method == "BYE"], 5,
+                       "the BYE the API sends to the SRC")
         byes = [r for r in call.requests if r.method == "BYE"]
         self.assertEqual(len(byes), 1)
         session = yield self.finished(call)
@@ -208,9 +215,20 @@ class CallLifecycleTests(TestCase):
             udp.sendto(junk, ("127.0.0.1", port))
         udp.close()
         tcp = socket.create_connection(("127.0.0.1", port))
+        self.addCleanup(tcp.close)
         tcp.sendall(b"GARBAGE garbage garbage\r\nContent-Length: x\r\n\r\n")
-        tcp.close()
-        yield _sleep(0.2)
+        tcp.setblocking(False)
+
+        def tcp_answered():
+            try:
+                return tcp.recv(65536, socket.MSG_PEEK) or "closed"
+            except BlockingIOError:
+                return None
+            except ConnectionError as e:
+                return repr(e)
+        yield wait_for(tcp_answered, 5, "the server to answer or close the garbage TCP connection")
+        # The UDP junk sits in the listener's queue ahead of this OPTIONS (same
+        # socket, read in order): its answer means the junk was dealt with too.
         call = _bare_call(self.client, "after-garbage@test")
         self.client.calls[call.call_id] = call
         response = yield self.client.request(call, "OPTIONS", to_tag=None)
@@ -235,7 +253,7 @@ class CallLifecycleTests(TestCase):
         call = yield self.client.invite(two_streams())
         yield self.client.send_audio(call, {"leg0": tone(440, 0.4), "leg1": tone(1000, 0.4)})
         yield self.service.stopService()
-        yield _sleep(0.2)
+        yield wait_for(lambda: call.requests, 5, "the BYE sent on shutdown")
         self.assertEqual([r.method for r in call.requests], ["BYE"])
         rate, channels, data = read_wav(self.files(call) + ".wav")
         self.assertEqual(channels, 2)
@@ -254,7 +272,10 @@ class RtpTimeoutTests(TestCase):
         self.addCleanup(client.stop)
         call = yield client.invite(two_streams())
         yield client.send_audio(call, {"leg0": tone(440, 0.2)})
-        yield _sleep(3.5)
+        silent_since = reactor.seconds()
+        yield wait_for(lambda: call.requests, 6, "the RTP timeout's BYE")
+        # not before the timeout: 2 s without RTP (silent_since is a tick after the last packet)
+        self.assertGreaterEqual(reactor.seconds() - silent_since, 1.9)
         self.assertEqual([r.method for r in call.requests], ["BYE"])
         session = service.manager.get(call.call_id)
         yield session.end("x")
@@ -304,7 +325,12 @@ class MidCallTests(TestCase):
         self.assertEqual(offer.count("m=audio"), 2)
         self.assertEqual(offer.count("a=recvonly"), 2)
         self.assertIn("a=label:leg0", offer)
-        yield _sleep(0.1)
+        # the ACK with the answer went first on the same socket: once an OPTIONS
+        # sent after it is answered, the ACK has been handled
+        ping = _bare_call(self.client, "after-ack@test")
+        self.client.calls[ping.call_id] = ping
+        pong = yield self.client.request(ping, "OPTIONS", to_tag=None)
+        self.assertEqual(pong.status, 200)
         session = self.service.manager.get(call.call_id)
         self.assertEqual(session.state, "active")
         yield self.client.send_audio(call, {"leg0": tone(440, 0.4)})

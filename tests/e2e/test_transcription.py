@@ -12,7 +12,7 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
 from siprec.testing.src import SrcClient, StreamOffer
-from tests.e2e.harness import _sleep, start_server
+from tests.e2e.harness import start_server, wait_for
 from tests.stt.speech import require_espeak, speak
 
 CALLER = ("Please call me back tomorrow morning about the invoice.",
@@ -48,7 +48,7 @@ class LiveTranscriptionTests(TestCase):
         service = start_server(self, STT_ENABLED="true")
         bus_events = []
         service.realtime.bus.subscribe(bus_events.append, name="test")
-        yield _sleep(0.5)  # model load
+        yield wait_for(service.transcription.ready, 30, "the offline STT engine to be ready")
         client = SrcClient(reactor, ("127.0.0.1", service.config.ports[0]))
         yield client.start()
         self.addCleanup(client.stop)
