@@ -17,27 +17,26 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 
 from siprec.media import events as media_events
-from siprec.media.spec import StreamSpec
 from siprec.recording import record
 from siprec.recording.channels import ChannelOrder, combine_inputs
 from siprec.recording.context import SessionContext
 from siprec.recording.feed import CallFeeds, CallTranscript, TranscriptStatus
 from siprec.recording.files import safe_filename
 from siprec.recording.metadata import MetadataError, RecordingMetadata, parse_metadata
-from siprec.recording.negotiation import SrtpChoice, negotiate_srtp, require_media, sticky_codec
+from siprec.recording.negotiation import negotiate_srtp, require_media
+from siprec.recording.legs import Legs
 from siprec.recording.pauses import PauseLog
 from siprec.recording.state import SessionState
-from siprec.recording.streams import StreamSlot, held, line_key, merged_plan, plan_changes
+from siprec.recording.streams import StreamSlot, merged_plan, plan_changes
 from siprec.sip.errors import CallRejected
 from siprec.sip.offer_answer import (
     OfferStream,
-    StreamPlan,
     apply_answer,
     build_answer,
     build_offer,
@@ -72,9 +71,10 @@ class RecordingSession:
         self.metadata_documents: List[dict] = []
         self.warnings: List[str] = []
         self.tolerances: List[str] = []
-        self.slots: Dict[str, StreamSlot] = {}  # every leg of the call, in opening order
         self.channels = ChannelOrder()
         self.pause_log = PauseLog(self.clock.seconds, self._pause_changed)
+        self.legs = Legs(self, call_id, context.media, context.files, self.clock, self.created,
+                         self.pause_log, self._media_event)
         self.recording_paused = False  # operator pause (API): streams written as silence
         self.transcription_paused = False  # operator pause of transcription only
         self._hang_up = None  # BYE to the SRC and close the dialog, once there is one
@@ -194,26 +194,14 @@ class RecordingSession:
         changes = plan_changes(plans, self.slots)
         if self.base_path is None:
             self.base_path = self.ctx.files.claim(self.call_id)
-        fresh = self._open_all(changes, srtp)  # raises CallRejected; nothing changed then
+        # Raises CallRejected (503) and then nothing has changed.
+        opened = self.legs.open(changes, srtp, self.base_path, self.feeds.wanted)
         # From here on the offer is accepted.
         for warning in srtp.warnings:
             self.warn(warning)
         self.metadata_received(metadata, source=source)
-        for slot in changes.remove:
-            log.info("Call {call_id}: stream {label} removed by the SRC", call_id=self.call_id,
-                     label=slot.label)
-            self._remove_slot(slot)
-        if changes.dropped:
-            self.tolerate("re-offer dropped m-lines instead of setting port 0")
-            for slot in changes.dropped:
-                self._remove_slot(slot)
-        for slot, plan in changes.update:
-            self._update_slot(slot, plan)
-        for slot in fresh:
-            self._register(slot)
-        # The answer names what each leg now uses (an open leg keeps its codec).
-        answered = [self.slots[line_key(p)].plan if p.accepted else p for p in plans]
-        ports = {p.index: self.slots[line_key(p)].port for p in plans if p.accepted}
+        self.legs.apply(changes, opened, srtp)
+        answered, ports = self.legs.answered(plans)
         crypto = {p.index: [("crypto", srtp.answer_crypto(p.index))]
                   for p in plans if p.accepted and srtp.answer_crypto(p.index)}
         if not initial:
@@ -266,209 +254,33 @@ class RecordingSession:
         for slot, plan in zip(self._offered_slots, plans):
             if slot.media is None:
                 continue
-            self._apply_direction(slot, plan)
+            self.legs.apply_direction(slot, plan)
             slot.plan = merged_plan(slot.plan, plan)
         self._our_offer = None
         self._offered_slots = []
         self.write_record()
 
-    # -- streams ----------------------------------------------------------------
-    def _open_all(self, changes, srtp: SrtpChoice) -> List[StreamSlot]:
-        """Open media for every leg the offer starts or brings back.
+    # -- legs ---------------------------------------------------------------------
+    @property
+    def slots(self) -> Dict[str, StreamSlot]:
+        return self.legs.slots
 
-        All or nothing: when one cannot be opened (503), those just opened
-        are closed again, the files they created removed, and the call is
-        left as it was. Returns the new legs, to be registered.
-        """
-        fresh: List[StreamSlot] = []
-        reopened: List[Tuple[StreamSlot, object, StreamPlan]] = []
-        try:
-            for plan in changes.open:
-                slot = self._new_slot(plan)
-                self._open_media(slot, plan, srtp, continuing=False)
-                fresh.append(slot)
-            for slot, plan in changes.reopen:
-                handle = self._open_media(slot, plan, srtp, continuing=True, attach=False)
-                reopened.append((slot, handle, plan))
-        except CallRejected:
-            for slot in fresh:
-                self._discard(slot.media, slot.wav_path)
-            for _, handle, _ in reopened:
-                self._discard(handle, None)
-            raise
-        for slot, handle, plan in reopened:
-            log.info("Call {call_id}: stream {label} offered again; continuing its file",
-                     call_id=self.call_id, label=slot.label)
-            self._attach(slot, handle, plan, srtp)
-            self._start_leg(slot)
-        return fresh
-
-    def _new_slot(self, plan: StreamPlan) -> StreamSlot:
-        label = plan.label if plan.label is not None else str(plan.index)
-        key = line_key(plan)
-        wav_path = f"{self.base_path}_{safe_filename(label, 60)}.wav"
-        taken = {s.wav_path for s in self.slots.values()}
-        n = 2
-        while wav_path in taken:  # two labels sanitised to the same name
-            wav_path = f"{self.base_path}_{safe_filename(label, 60)}_{n}.wav"
-            n += 1
-        return StreamSlot(key=key, label=label, index=plan.index, plan=plan, wav_path=wav_path)
-
-    def _open_media(self, slot: StreamSlot, plan: StreamPlan, srtp: SrtpChoice, *,
-                    continuing: bool, attach: bool = True):
-        spec = StreamSpec(
-            call_id=self.call_id,
-            label=slot.label,
-            index=plan.index,
-            formats=tuple(plan.formats),
-            wav_path=slot.wav_path,
-            telephone_event=plan.telephone_event,
-            remote_address=plan.remote_address,
-            rtcp_mux=plan.rtcp_mux,
-            paused=not plan.receiving or self.recording_paused,
-            srtp=srtp.srtp_keys(plan.index),
-            **self._continuation(slot, continuing),
-        )
-        try:
-            handle = self.ctx.media.open_stream(spec, self._media_event, self.created,
-                                                deliver_audio=self.feeds.wanted)
-        except Exception as e:  # ports exhausted, bind failure
-            log.error("Call {call_id}: cannot open stream {label}: {error}", call_id=self.call_id,
-                      label=slot.label, error=e)
-            raise CallRejected(503, "No RTP port available", headers=[("Retry-After", "5")])
-        if attach:
-            self._attach(slot, handle, plan, srtp)
-        return handle
-
-    def _continuation(self, slot: StreamSlot, continuing: bool) -> dict:
-        """StreamSpec fields that make a reopened leg continue its file."""
-        if not continuing:
-            return {}
-        from siprec.media.spec import LegContinuation
-        stats = slot.final_stats()
-        return {"continue_from": LegContinuation.from_stats(stats)}
-
-    def _attach(self, slot: StreamSlot, handle, plan: StreamPlan, srtp: SrtpChoice) -> None:
-        slot.media = handle
-        slot.port = handle.port
-        slot.plan = plan
-        slot.index = plan.index
-        slot.removed = False
-        slot.formats = tuple(plan.formats)
-        slot.srtp_offered = tuple(plan.crypto) if srtp.answer_crypto(plan.index) else ()
-        slot.srtp_answer = srtp.answer_crypto(plan.index)
-        slot.paused_by_sdp = not plan.receiving
-        slot.held = held(plan)
-        if slot.paused_by_sdp:
-            self.pause_log.start(slot.label, slot.key, "sdp-inactive")
-        elif slot.held:
-            self.pause_log.start(slot.label, slot.key, "hold")
-        else:
-            slot.expecting_since = self.clock.seconds()
-
-    def _discard(self, handle, new_file: Optional[str]) -> None:
-        """Undo an opening the offer will not keep (another stream failed)."""
-        d = maybeDeferred(handle.close)
-        if new_file is not None:
-            d.addCallback(lambda _: self.ctx.files.remove([new_file]))
-            self.ctx.files.track(d)  # so that RecordingFiles.idle() waits for the removal
-        d.addErrback(lambda f: log.failure("Call {call_id}: closing a stream failed", f,
-                                           call_id=self.call_id))
-
-    def _register(self, slot: StreamSlot) -> None:
-        self.slots[slot.key] = slot
-        self.files[slot.key] = slot.wav_path
-        self._start_leg(slot)
-
-    def _start_leg(self, slot: StreamSlot) -> None:
+    def leg_started(self, slot: StreamSlot) -> None:
+        """LegOwner: a leg's media is open (new, or back after a removal)."""
+        self.files.setdefault(slot.key, slot.wav_path)
         self._start_feed(slot)
         if self.state is SessionState.ACTIVE:
             self._emit("stream_started", self._stream_entry(slot))
 
-    def _update_slot(self, slot: StreamSlot, plan: StreamPlan) -> None:
-        plan, warning = sticky_codec(slot, plan)
-        if warning:
-            self.warn(warning)
-        self._apply_direction(slot, plan)
-        slot.plan = plan
-        slot.index = plan.index
-        if plan.remote_address:
-            slot.media.set_remote(plan.remote_address)
+    def leg_closed(self, slot: StreamSlot, reason: str) -> None:
+        """LegOwner: a leg's piece of file is final; its feed finishes on its own time."""
+        self._close_feed(slot)
+        if self.state is SessionState.ACTIVE:
+            self.stopped_announced.add(slot.key)
+            self._emit("stream_stopped", self._stream_entry(slot), reason)
 
-    def _apply_direction(self, slot: StreamSlot, plan: StreamPlan) -> None:
-        """a=inactive pauses a stream (muted, RFC 7866 pause); c=0.0.0.0 marks it held
-        (no RTP expected, but anything that still arrives is recorded); sendonly or
-        sendrecv with a real address resumes it."""
-        paused, on_hold = not plan.receiving, held(plan)
-        if paused == slot.paused_by_sdp and on_hold == slot.held:
-            return
-        if slot.paused_by_sdp or slot.held:
-            self.pause_log.end(slot.key)
-        if paused:
-            log.info("Call {call_id}: stream {label} paused by the SRC ({why})",
-                     call_id=self.call_id, label=slot.label, why=plan.offered_direction)
-            self.pause_log.start(slot.label, slot.key, "sdp-inactive")
-        elif on_hold:
-            log.info("Call {call_id}: stream {label} put on hold (c=0.0.0.0)",
-                     call_id=self.call_id, label=slot.label)
-            self.pause_log.start(slot.label, slot.key, "hold")
-        else:
-            log.info("Call {call_id}: stream {label} resumed by the SRC", call_id=self.call_id,
-                     label=slot.label)
-            slot.expecting_since = self.clock.seconds()
-        if paused and not slot.paused_by_sdp:
-            slot.media.pause()
-        elif not paused and slot.paused_by_sdp and not self.recording_paused:
-            slot.media.resume()
-        slot.paused_by_sdp, slot.held = paused, on_hold
-
-    def _remove_slot(self, slot: StreamSlot) -> Deferred:
-        """The SRC removed the stream: close its media; the leg may come back."""
-        slot.removed = True
-        return self._close_slot(slot, "removed")
-
-    def _close_slot(self, slot: StreamSlot, reason: str) -> Deferred:
-        """Close the leg's media; fires when its file is final (not its transcription)."""
-        handle, slot.media = slot.media, None
-        if handle is None:
-            return succeed(None)
-        announce = self.state is SessionState.ACTIVE
-        if slot.paused_by_sdp or slot.held:
-            self.pause_log.end(slot.key)
-        slot.paused_by_sdp = slot.held = False
-        d = maybeDeferred(handle.close)
-
-        def keep(stats):
-            if not isinstance(stats, dict) or not stats:
-                stats = handle.stats()
-            slot.pieces.append(stats)
-            for note in stats.get("tolerances") or ():
-                self.tolerate(f"stream {slot.label}: {note}")
-            return stats
-
-        def failed(failure):
-            log.failure("Call {call_id}: closing stream {label} failed", failure,
-                        call_id=self.call_id, label=slot.label)
-            slot.pieces.append(handle.stats())
-
-        d.addCallbacks(keep, failed)
-        # The feed finishes its last utterances afterwards; nobody waits for it here.
-        d.addCallback(lambda _: self._close_feed(slot))
-        if announce:
-            def stopped(_):
-                self.stopped_announced.add(slot.key)
-                self._emit("stream_stopped", self._stream_entry(slot), reason)
-            d.addCallback(stopped)
-        return d
-
-    def _close_all(self) -> Deferred:
-        closing = [self._close_slot(slot, "ended") for slot in self.slots.values()
-                   if slot.media is not None]
-        return DeferredList(closing, consumeErrors=True) if closing else succeed(None)
-
-    # -- media events ------------------------------------------------------------
     def _media_event(self, event) -> None:
-        slot = self._slot_for(event.label)
+        slot = self.legs.by_label(event.label)
         if slot is None:
             return
         if isinstance(event, media_events.AudioDecoded):
@@ -480,15 +292,8 @@ class RecordingSession:
             if slot.media is not None and not self.ended:
                 log.info("Call {call_id}: RTCP BYE on stream {label}; closing it",
                          call_id=self.call_id, label=slot.label)
-                slot.removed = True
-                self._close_slot(slot, "rtcp-bye")
+                self.legs.remove(slot, "rtcp-bye")
                 self.write_record()
-
-    def _slot_for(self, label: str) -> Optional[StreamSlot]:
-        for slot in self.slots.values():
-            if slot.label == label:
-                return slot
-        return None
 
     def _dtmf(self, slot: StreamSlot, event) -> None:
         """RFC 4733 digits: kept per call (API, record, events), never rendered into audio.
@@ -504,19 +309,12 @@ class RecordingSession:
     def last_activity(self) -> Optional[float]:
         """When RTP last arrived, or was last expected to start, over the streams
         expected to carry media; None if none are (so no RTP timeout runs)."""
-        expecting = [s for s in self.slots.values() if s.expecting]
-        if not expecting or self.recording_paused:
+        if self.recording_paused:
             return None
-        latest = self.started_at or self.created
+        floor = self.started_at or self.created
         if self._api_resumed_at is not None:
-            latest = max(latest, self._api_resumed_at)
-        for slot in expecting:
-            if slot.expecting_since is not None:
-                latest = max(latest, slot.expecting_since)
-            seen = slot.media.last_packet_at
-            if seen is not None and seen > latest:
-                latest = seen
-        return latest
+            floor = max(floor, self._api_resumed_at)
+        return self.legs.last_activity(floor)
 
     # -- operator pause/resume ------------------------------------------------------
     def pause(self, recording: bool = True, transcription: bool = True) -> None:
@@ -529,9 +327,7 @@ class RecordingSession:
         if recording and not self.recording_paused:
             self.recording_paused = changed = True
             self.pause_log.start(None, None, "api", recording=True, transcription=False)
-            for slot in self.slots.values():
-                if slot.media is not None:
-                    slot.media.pause()
+            self.legs.pause_all()
         if transcription and not self.transcription_paused:
             self.transcription_paused = changed = True
             self.pause_log.start(None, None, "api-transcription", recording=False,
@@ -549,9 +345,7 @@ class RecordingSession:
             changed = True
             self._api_resumed_at = self.clock.seconds()
             self.pause_log.end(None, "api")
-            for slot in self.slots.values():
-                if slot.media is not None and not slot.paused_by_sdp:
-                    slot.media.resume()
+            self.legs.resume_all()
         if transcription and self.transcription_paused:
             self.transcription_paused = False
             changed = True
@@ -584,7 +378,7 @@ class RecordingSession:
         was_active = self.state is SessionState.ACTIVE
         self.state = SessionState.ENDING
         self.pause_log.close_all()
-        d = self._ending = maybeDeferred(self._close_all)
+        d = self._ending = maybeDeferred(self.legs.close_all)
         if was_active:
             d.addCallback(lambda _: self._combine())
         d.addErrback(lambda f: log.failure("Finalising call {call_id} failed", f,
