@@ -449,6 +449,20 @@ class ReofferTests(SynchronousTestCase):
         self.assertEqual([s["state"] for s in self.session.summary()["streams"]],
                          ["active", "active"])
 
+    def test_failed_initial_offer_leaves_no_pause_behind(self) -> None:
+        """The first leg is inactive, the second cannot be opened: 503, and neither
+        a pause interval nor a file of the leg that did open remains."""
+        h = Harness(self)
+        h.media.fail_after = 1
+        session = h.session()
+        with self.assertRaises(CallRejected) as caught:
+            session.offer(offer([M("leg0", direction="inactive"), M("leg1")]), [])
+        self.assertEqual(caught.exception.status, 503)
+        self.assertEqual(session.pauses, [])
+        self.assertEqual(h.media.closed, h.media.opened)
+        self.successResultOf(session.end("rejected"))
+        self.assertEqual(os.listdir(h.dir), [])
+
     def test_failed_reoffer_applies_none_of_its_metadata(self) -> None:
         """A re-INVITE refused for want of ports leaves metadata and streams untouched."""
         self.h.media.fail_after = 2
