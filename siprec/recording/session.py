@@ -33,6 +33,7 @@ from siprec.recording.negotiation import negotiate_srtp, require_media
 from siprec.recording.legs import Legs
 from siprec.recording.pauses import PauseLog
 from siprec.recording.state import SessionState
+from siprec.recording.vendor_headers import participants_from_headers
 from siprec.recording.streams import StreamSlot, merged_plan, plan_changes
 from siprec.sip.errors import CallRejected
 from siprec.sip.offer_answer import (
@@ -165,6 +166,21 @@ class RecordingSession:
             self.write_record()
             self._emit("call_updated", "metadata")
 
+    def _participants_from_headers(self) -> None:
+        """An SRC without rs-metadata may name the parties in SIP headers (Cisco
+        network-based recording): they become the call's participants."""
+        document = participants_from_headers(self.sip_info.get("headers") or {},
+                                             {s.index: s.label for s in self.slots.values()})
+        if document is None:
+            return
+        try:
+            self.metadata.apply(parse_metadata(document))
+        except MetadataError as e:
+            self.warn(f"Participants in X-Cisco-Recording-Participant unusable ({e})")
+            return
+        self.tolerate("no rs-metadata; participants taken from X-Cisco-Recording-Participant "
+                      "headers (Cisco network-based recording)")
+
     def _metadata_unusable(self, why: str) -> None:
         """A broken document: warn, keep the model as it was, record anyway."""
         self.warn(f"Unusable rs-metadata document ({why}); recording continues")
@@ -201,6 +217,8 @@ class RecordingSession:
             self.warn(warning)
         self.metadata_received(metadata, source=source)
         self.legs.apply(changes, opened, srtp)
+        if initial and not self.metadata_documents:
+            self._participants_from_headers()
         answered, ports = self.legs.answered(plans)
         crypto = {p.index: [("crypto", srtp.answer_crypto(p.index))]
                   for p in plans if p.accepted and srtp.answer_crypto(p.index)}
