@@ -434,6 +434,7 @@ class StreamReaddedTests(SippTestCase):
         self.assertEqual(len(feeder.spurts), 2, feeder.spurts)  # before the park, after the retrieve
         self.assertEqual(parked["stats"]["continued"], True)
         self.assertEqual(parked["packets"], feeder.sent)
+        self.assertEqual(parked["stats"]["packets_by_codec"], {"PCMU/8000": feeder.sent})
         rate, channels, leg = read_wav(record["files"]["2"])
         self.assertEqual((rate, channels), (RATE, 1))
         leg = leg[:, 0]
