@@ -22,12 +22,6 @@ from tests.e2e.sipp_support import (
 )
 
 
-def only_session(service):
-    sessions = service.manager.sessions()
-    assert len(sessions) == 1, sessions
-    return sessions[0]
-
-
 class CiscoCubeTests(SippTestCase):
     """Cisco CUBE network-based recording (cisco_cube.xml)."""
 
@@ -35,7 +29,8 @@ class CiscoCubeTests(SippTestCase):
     def test_pcma_on_a_pcmu_answer(self):
         """A plain-SDP fork answered PCMU but sent as PCMA (PT 8, never offered), with
         ACK and BYE lacking a To-tag: the leg holds exactly the A-law CUBE sent,
-        decoded by the packets' own payload type, and the call ends by its BYE."""
+        decoded by the packets' own payload type, the parties of its headers are the
+        call's participants, and the call ends by its BYE."""
         sipp = yield find_sipp(self)
         logs = LogCapture().install(self)
         service = start_server(self)
@@ -43,11 +38,20 @@ class CiscoCubeTests(SippTestCase):
         os.makedirs(workdir)
         sent = alaw_encode(tone(700, 1.0))
         write_audio_file(workdir, "cube_leg.alaw", sent)
-        run = yield run_scenario(sipp, "cisco_cube.xml", service.config.ports[0], workdir,
-                                 variables={"talk": 2600})
+        running = run_scenario(sipp, "cisco_cube.xml", service.config.ports[0], workdir,
+                               variables={"talk": 2600})
+        live = yield live_detail(service)
+        run = yield running
         self.assertSippPassed(run)
-        call_id = only_session(service).call_id
+        call_id = live["call_id"]
         session, record = yield self.ended(service, call_id)
+
+        # no rs-metadata: the parties come from X-Cisco-Recording-Participant, media-index
+        # naming the m-line each sends (index 1 has none in this mono fork)
+        for view in (live, record):
+            self.assertEqual([(p["aor"], p["send_labels"]) for p in view["participants"]],
+                             [("sip:4045550143@carrier.example", ["0"]), ("sip:3120@10.20.30.40", [])])
+            self.assertEqual(view["streams"][0]["participant"]["aor"], "sip:4045550143@carrier.example")
 
         self.assertEqual(record["end_reason"], "bye")
         self.assertEqual(record["sip"]["headers"]["X-Cisco-Recording-Participant"],
@@ -62,6 +66,7 @@ class CiscoCubeTests(SippTestCase):
             record, logs,
             "SRC sent PCMA/8000 (PT 8) on a stream answered PCMU/8000; decoded by its own payload type",
             "INVITE without recording metadata; recording as a plain call",
+            "participants taken from X-Cisco-Recording-Participant headers",
             "ACK matched to the dialog by Call-ID and From-tag",
             "BYE without To-tag matched to the dialog by Call-ID and From-tag")
 
