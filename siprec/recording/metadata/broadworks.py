@@ -148,17 +148,7 @@ class BroadWorksReader:
             self._check_streams()
             infer_senders(self.participants, self.streams, self.notes)
         self._mark_caller()
-        return build_document(
-            data_mode=self.data_mode,
-            namespace=uri,
-            dialect=self.dialect,
-            groups=self.groups,
-            sessions=self.sessions,
-            participants=self.participants,
-            streams=self.streams,
-            extensions=self.extensions,
-            notes=self.notes,
-        )
+        return build_document(self, uri)
 
     # -- objects
 

@@ -214,26 +214,17 @@ def infer_senders(participants: Entries, streams: Entries, notes: Notes) -> None
         notes.add("no participant states its streams; the n-th participant taken as the sender of the n-th stream")
 
 
-def build_document(
-    *,
-    data_mode: str,
-    namespace: str,
-    dialect: str,
-    groups: Entries,
-    sessions: Entries,
-    participants: Entries,
-    streams: Entries,
-    extensions: list[str],
-    notes: Notes,
-) -> MetadataDocument:
+def build_document(reader: Any, namespace: str) -> MetadataDocument:
+    """The frozen document from what a reader collected (its data_mode, dialect,
+    groups, sessions, participants, streams, extensions and notes)."""
     return MetadataDocument(
-        data_mode=data_mode,
+        data_mode=reader.data_mode,
         namespace=namespace,
-        groups=[Group(**found) for found in groups.values()],
-        sessions=[Session(**found) for found in sessions.values()],
-        participants=[Participant(**found) for found in participants.values()],
-        streams=[Stream(**found) for found in streams.values()],
-        extensions=extensions,
-        tolerances=notes.as_list(),
-        dialect=dialect,
+        groups=[Group(**found) for found in reader.groups.values()],
+        sessions=[Session(**found) for found in reader.sessions.values()],
+        participants=[Participant(**found) for found in reader.participants.values()],
+        streams=[Stream(**found) for found in reader.streams.values()],
+        extensions=reader.extensions,
+        tolerances=reader.notes.as_list(),
+        dialect=reader.dialect,
     )

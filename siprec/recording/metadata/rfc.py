@@ -164,17 +164,7 @@ class RfcReader:
             infer_senders(self.participants, self.streams, self.notes)
         if self.calling_number and all(p.get("calling") is None for p in self.participants.values()):
             mark_calling(self.participants, self.calling_number)
-        return build_document(
-            data_mode=self.data_mode,
-            namespace=uri,
-            dialect=self.dialect,
-            groups=self.groups,
-            sessions=self.sessions,
-            participants=self.participants,
-            streams=self.streams,
-            extensions=self.extensions,
-            notes=self.notes,
-        )
+        return build_document(self, uri)
 
     # -- objects
 
