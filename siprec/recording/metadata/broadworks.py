@@ -36,47 +36,35 @@ from siprec.recording.metadata.model import (
     SIPREC_NAMESPACE,
     MetadataDocument,
     MetadataError,
-    Timestamp,
 )
 from siprec.recording.metadata.reading import (
-    Entries,
-    Notes,
+    Reader,
     add_unique,
     build_document,
     entry,
     infer_senders,
     make_name_id,
     mark_calling,
-    parse_time,
     read_data_mode,
     same_party,
     set_stated,
     text,
 )
 from siprec.recording.metadata.safexml import split_tag
-from siprec.recording.metadata.serialize import serialize_extension
 
 __all__ = ["BroadWorksReader"]
 
 _OBJECTS = ("group", "session", "participant", "stream")
 
 
-class BroadWorksReader:
+class BroadWorksReader(Reader):
     """Builds a MetadataDocument from a parsed ``<recording_metadata>`` tree."""
 
     dialect = BROADWORKS_DIALECT
+    NAMESPACES = frozenset({SIPREC_NAMESPACE, RFC_NAMESPACE, DRAFT_NAMESPACE, ""})
 
     def __init__(self, root: Element, prefixes: dict[str, str]) -> None:
-        self.root = root
-        self.prefixes = prefixes
-        self.notes = Notes()
-        self.namespaces = {SIPREC_NAMESPACE, RFC_NAMESPACE, DRAFT_NAMESPACE, ""}
-        self.data_mode: str | None = None
-        self.groups: Entries = {}
-        self.sessions: Entries = {}
-        self.participants: Entries = {}
-        self.streams: Entries = {}
-        self.extensions: list[str] = []
+        super().__init__(root, prefixes)
         self.recording_ids: set[str] = set()
         self.initiator: str | None = None
         self.call_type: tuple[str, str | None] | None = None
@@ -87,21 +75,6 @@ class BroadWorksReader:
             uri, local = split_tag(child.tag)
             if local:
                 yield (local.lower() if uri in self.namespaces else None), child
-
-    def _extension(self, element: Element) -> str:
-        return serialize_extension(element, self.prefixes)
-
-    def _add_extension(self, target: dict[str, Any], child: Element) -> None:
-        target["extensions"] = (*target.get("extensions", ()), self._extension(child))
-
-    def _time(self, element: Element) -> Timestamp | None:
-        return parse_time(text(element), self.notes)
-
-    def _read_times(self, name: str | None, child: Element, target: dict[str, Any]) -> bool:
-        if name in ("associate-time", "disassociate-time"):
-            set_stated(target, name.replace("-", "_"), self._time(child))
-            return True
-        return False
 
     def _id(self, element: Element, what: str) -> str:
         value = element.get("id")

@@ -25,8 +25,10 @@ from siprec.recording.metadata.model import (
     normalize_aor,
 )
 from siprec.recording.metadata.safexml import split_tag
+from siprec.recording.metadata.serialize import serialize_extension
 
 __all__ = [
+    "Reader",
     "Entries",
     "Notes",
     "add_unique",
@@ -228,3 +230,39 @@ def build_document(reader: Any, namespace: str) -> MetadataDocument:
         tolerances=reader.notes.as_list(),
         dialect=reader.dialect,
     )
+
+
+class Reader:
+    """What every dialect's reader shares: the tables it fills, notes, extensions
+    and times. Subclasses set ``dialect`` and ``NAMESPACES`` and read the tree."""
+
+    dialect = ""
+    NAMESPACES: frozenset[str] = frozenset()
+
+    def __init__(self, root: Element, prefixes: dict[str, str]) -> None:
+        self.root = root
+        self.prefixes = prefixes
+        self.notes = Notes()
+        self.namespaces = set(self.NAMESPACES)
+        self.data_mode: str | None = None
+        self.groups: Entries = {}
+        self.sessions: Entries = {}
+        self.participants: Entries = {}
+        self.streams: Entries = {}
+        self.extensions: list[str] = []
+
+    def _extension(self, element: Element) -> str:
+        return serialize_extension(element, self.prefixes)
+
+    def _add_extension(self, target: dict[str, Any], child: Element) -> None:
+        target["extensions"] = (*target.get("extensions", ()), self._extension(child))
+
+    def _time(self, element: Element) -> Timestamp | None:
+        return parse_time(text(element), self.notes)
+
+    def _read_times(self, name: str | None, child: Element, target: dict[str, Any]) -> bool:
+        """associate-time / disassociate-time of any object; False for other children."""
+        if name in ("associate-time", "disassociate-time"):
+            set_stated(target, name.replace("-", "_"), self._time(child))
+            return True
+        return False

@@ -27,11 +27,10 @@ from siprec.recording.metadata.model import (
     MetadataDocument,
     MetadataError,
     NameID,
-    Timestamp,
 )
 from siprec.recording.metadata.reading import (
+    Reader,
     Entries,
-    Notes,
     add_unique,
     build_document,
     calling_flag,
@@ -40,13 +39,11 @@ from siprec.recording.metadata.reading import (
     make_name_id,
     mark_calling,
     metaswitch_calling_number,
-    parse_time,
     read_data_mode,
     set_stated,
     text,
 )
 from siprec.recording.metadata.safexml import split_tag
-from siprec.recording.metadata.serialize import serialize_extension
 
 __all__ = ["RfcReader"]
 
@@ -64,22 +61,14 @@ _CANONICAL = {
 _ROLES = {"calling": True, "caller": True, "called": False, "callee": False}
 
 
-class RfcReader:
+class RfcReader(Reader):
     """Builds a MetadataDocument from a parsed ``<recording>`` tree."""
 
     dialect = RFC_DIALECT
+    NAMESPACES = frozenset({RFC_NAMESPACE, DRAFT_NAMESPACE, ""})
 
     def __init__(self, root: Element, prefixes: dict[str, str]) -> None:
-        self.root = root
-        self.prefixes = prefixes
-        self.notes = Notes()
-        self.namespaces = {RFC_NAMESPACE, DRAFT_NAMESPACE, ""}
-        self.data_mode: str | None = None
-        self.groups: Entries = {}
-        self.sessions: Entries = {}
-        self.participants: Entries = {}
-        self.streams: Entries = {}
-        self.extensions: list[str] = []
+        super().__init__(root, prefixes)
         self.calling_number: str | None = None
 
     # -- element helpers
@@ -100,12 +89,6 @@ class RfcReader:
             if isinstance(child.tag, str):
                 yield self._name(child), child
 
-    def _extension(self, element: Element) -> str:
-        return serialize_extension(element, self.prefixes)
-
-    def _add_extension(self, target: dict[str, Any], child: Element) -> None:
-        target["extensions"] = (*target.get("extensions", ()), self._extension(child))
-
     def _id(self, element: Element, attribute: str, what: str) -> str:
         value = element.get(attribute)
         if value is None:
@@ -115,18 +98,6 @@ class RfcReader:
         if not value:
             self.notes.add(f"empty {attribute} tolerated")
         return value
-
-    def _time(self, element: Element) -> Timestamp | None:
-        return parse_time(text(element), self.notes)
-
-    def _read_times(self, name: str | None, child: Element, target: dict[str, Any]) -> bool:
-        if name == "associate-time":
-            set_stated(target, "associate_time", self._time(child))
-        elif name == "disassociate-time":
-            set_stated(target, "disassociate_time", self._time(child))
-        else:
-            return False
-        return True
 
     # -- document
 
