@@ -161,6 +161,7 @@ class Legs:
     def _attach(self, slot: StreamSlot, handle, plan: StreamPlan, srtp: SrtpChoice) -> None:
         slot.media = handle
         slot.port = handle.port
+        slot.leg_channels = handle.stats().get("channels") or slot.leg_channels
         slot.plan = plan
         slot.index = plan.index
         slot.removed = False

@@ -58,6 +58,7 @@ class StreamSlot:
     expecting_since: Optional[float] = None  # when RTP was last expected to (re)start
     participant: Optional[dict] = None  # the last sender the metadata named
     feed: Any = None  # the analysis feed (transcription, talk analysis) of this leg
+    leg_channels: Optional[int] = None  # what the media writes (Opus "/2" is often mono)
 
     @property
     def closed(self) -> bool:
@@ -74,6 +75,9 @@ class StreamSlot:
 
     @property
     def channels(self) -> int:
+        """Channels of the leg's file: as the media opened it, else as answered."""
+        if self.leg_channels:
+            return self.leg_channels
         return self.plan.codec.channels if self.plan.codec is not None else 1
 
     @property

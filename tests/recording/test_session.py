@@ -1001,6 +1001,14 @@ class ChannelOrderTests(SynchronousTestCase):
                          [("a", 0, 2), ("b", 2, 1), ("c", 3, 2)])
 
 
+    def test_opus_announced_stereo_but_decoded_mono_is_one_channel_live(self) -> None:
+        """opus/48000/2 (always "/2", RFC 7587) decoded mono: the live view numbers
+        channels as the combined file will, not as the rtpmap says."""
+        self.h.manager.context.can_decode = lambda fmt: True
+        session, _ = self.h.call([M("a", pts=(96,)), M("b", pts=(96,))])
+        self.assertEqual([(s["channel"], s["channels"]) for s in session.summary()["streams"]],
+                         [(0, 1), (1, 1)])
+
 class UnsafeCallIdTests(SynchronousTestCase):
     HOSTILE = ["../../etc/passwd", "/etc/passwd", "a/b/c", "a\\b", "x\x00y", "..", ".", "",
                "A" * 5000, ".hidden", "\u00e9\u4e2d", "a_b"]
