@@ -191,6 +191,7 @@ def measure(args, proc, sip_port: int) -> None:
     tags: Dict[str, str] = {}
     refused: Dict[str, int] = {}
     byes_ok = 0
+    bye_status: Dict[int, int] = {}
     n_opt = 0
     start = time.monotonic()
     idle_end = start + args.idle
@@ -244,8 +245,9 @@ def measure(args, proc, sip_port: int) -> None:
                     sock.sendto(in_dialog("ACK", sip_port, call_local, call_id, tag, 1), target)
                 elif code >= 300:
                     refused[call_id] = code
-            elif method == b"BYE" and code == 200:
-                byes_ok += 1
+            elif method == b"BYE" and code >= 200:
+                bye_status[code] = bye_status.get(code, 0) + 1
+                byes_ok += code == 200
     cpu = server_cpu(proc.pid) - cpu_before
 
     idle = [ms for at, ms in rtt if at < idle_end]
@@ -260,7 +262,7 @@ def measure(args, proc, sip_port: int) -> None:
     print(summary("OPTIONS after burst", after))
     print(summary("INVITE -> 200", setup))
     print(f"answered {len(answered)}/{args.calls}, refused {len(refused)} "
-          f"{sorted(set(refused.values()))}, OPTIONS unanswered {lost_opt}, BYE 200 {byes_ok}")
+          f"{sorted(set(refused.values()))}, OPTIONS unanswered {lost_opt}, BYE answers {bye_status}")
     if idle and during:
         print(f"OPTIONS p99 during / idle: {percentile(during, 99) / max(percentile(idle, 99), 0.01):.1f}x; "
               f"max during burst {max(during):.0f} ms (target: under 200 ms)")

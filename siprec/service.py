@@ -91,6 +91,26 @@ def advertised_address(config: Config) -> Tuple[str, str]:
     return local_address(), "local interface"
 
 
+#: Room for a burst: 200 INVITEs or BYEs arriving at once must wait in the
+#: kernel, not be dropped there, while the reactor works through them.
+SIP_UDP_RECEIVE_BUFFER = 8 * 1024 * 1024
+
+
+def _grow_receive_buffer(port) -> None:
+    """Ask for SIP_UDP_RECEIVE_BUFFER (the kernel caps it at net.core.rmem_max)."""
+    try:
+        sock = port.getHandle()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SIP_UDP_RECEIVE_BUFFER)
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    except (OSError, AttributeError) as e:
+        log.info("Could not enlarge the SIP UDP receive buffer: {error}", error=e)
+        return
+    if granted < SIP_UDP_RECEIVE_BUFFER:
+        log.info("SIP UDP receive buffer is {granted} bytes (asked {wanted}; raise "
+                 "net.core.rmem_max for more room in bursts)", granted=granted,
+                 wanted=SIP_UDP_RECEIVE_BUFFER)
+
+
 class _UdpListener(service.Service):
     """listenUDP with room for the largest datagram (metadata can be big)."""
 
@@ -106,6 +126,7 @@ class _UdpListener(service.Service):
                                            interface=self.interface,
                                            maxPacketSize=UDP_MAX_DATAGRAM)
         self.protocol.local = (self.interface, self.port.getHost().port)
+        _grow_receive_buffer(self.port)
         service.Service.privilegedStartService(self)
 
     def startService(self):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from twisted.trial.unittest import SynchronousTestCase
+import socket
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from siprec.config import load_config
-from siprec.service import advertised_address, local_address
+from siprec.service import SIP_UDP_RECEIVE_BUFFER, advertised_address, local_address
 
 
 def config(**env):
@@ -41,3 +43,19 @@ class AdvertisedAddressTests(SynchronousTestCase):
         self.assertEqual(address, local_address())
         self.assertIn("STUN unreachable", why)
         self.flushLoggedErrors()
+
+
+class UdpListenerTests(TestCase):
+    def test_sip_udp_socket_has_room_for_a_burst(self):
+        """The SIP UDP socket asks for SIP_UDP_RECEIVE_BUFFER; it gets what the kernel
+        allows (Linux doubles the request and caps it at twice net.core.rmem_max)."""
+        from tests.e2e.harness import start_server
+        service = start_server(self)
+        [listener] = service.udp.values()
+        granted = listener.port.getHandle().getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        try:
+            with open("/proc/sys/net/core/rmem_max") as f:
+                cap = 2 * int(f.read())
+        except OSError:
+            raise SkipTest("no /proc/sys/net/core/rmem_max on this system")
+        self.assertGreaterEqual(granted, min(cap, SIP_UDP_RECEIVE_BUFFER))
